@@ -1,0 +1,30 @@
+"""What a handler knows about the connection that sent a request."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hub.models import User
+
+if TYPE_CHECKING:
+    from consumers.hub import HubConsumer
+
+
+@dataclass
+class Connection:
+    user: User
+    connection_id: str
+    channel_name: str
+    consumer: HubConsumer
+    # Per-connection state owned by features (e.g. the calls this connection is bound to).
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self.user.id
+
+    async def send_event(self, frame_type: str, data: dict[str, Any]) -> None:
+        """Send an event frame to this connection only."""
+        await self.consumer.send_frame({"type": frame_type, "data": data})

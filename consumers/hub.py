@@ -1,0 +1,172 @@
+"""The one WebSocket endpoint, /ws/: frame envelope, hello, errors, close codes (PROTOCOL §2).
+
+Transport only: parse a frame, find its handler in the registry, validate `data`, call the
+handler (which calls a service), send exactly one reply or error with the request's `ref`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+from pydantic import ValidationError
+
+from consumers import handlers  # noqa: F401  (registers every request type)
+from consumers.connection import Connection
+from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES
+from hub import metrics, serialize
+from hub.errors import BadRequest, HubError
+from hub.realtime import user_group
+
+log = logging.getLogger(__name__)
+
+CLOSE_TOO_LARGE = 1009
+CLOSE_IDLE = 4408
+
+
+def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "data", "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+class HubConsumer(AsyncWebsocketConsumer):
+    conn: Connection | None = None
+    _watchdog: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        if "hub_close" in self.scope:
+            code, reason = self.scope["hub_close"]
+            metrics.WS_CLOSES.labels(str(code)).inc()
+            await self.close(code=code, reason=reason)
+            return
+        user = self.scope["user"]
+        self.conn = Connection(
+            user=user, connection_id=uuid.uuid4().hex, channel_name=self.channel_name, consumer=self
+        )
+        self._last_rx = time.monotonic()
+        assert self.channel_layer is not None
+        await self.channel_layer.group_add(user_group(user.id), self.channel_name)
+        metrics.WS_CONNECTIONS_OPEN.inc()
+        metrics.WS_CONNECTIONS_TOTAL.inc()
+        await self.send_frame(
+            {
+                "type": "hello",
+                "data": {
+                    "user": serialize.user_public(user),
+                    "connection_id": self.conn.connection_id,
+                    "server_time": serialize.iso(timezone.now()),
+                    "heartbeat_s": settings.HUB_WS_HEARTBEAT_S,
+                },
+            }
+        )
+        self._watchdog = asyncio.create_task(self._idle_watchdog())
+        for hook in CONNECT_HOOKS:
+            await hook(self.conn)
+
+    async def disconnect(self, code: int) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.conn is None:
+            return
+        conn, self.conn = self.conn, None
+        metrics.WS_CONNECTIONS_OPEN.dec()
+        assert self.channel_layer is not None
+        await self.channel_layer.group_discard(user_group(conn.user_id), self.channel_name)
+        for hook in DISCONNECT_HOOKS:
+            try:
+                await hook(conn)
+            except Exception:  # one feature's cleanup must not skip the others'
+                log.exception("disconnect hook %s failed", getattr(hook, "__name__", hook))
+
+    async def close_with(self, code: int, reason: str = "") -> None:
+        """Close from the hub's side with a protocol close code."""
+        metrics.WS_CLOSES.labels(str(code)).inc()
+        await self.close(code=code, reason=reason)
+
+    async def _idle_watchdog(self) -> None:
+        timeout = settings.HUB_WS_IDLE_TIMEOUT_S
+        while True:
+            remaining = self._last_rx + timeout - time.monotonic()
+            if remaining <= 0:
+                await self.close_with(CLOSE_IDLE, "idle")
+                return
+            await asyncio.sleep(remaining)
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        metrics.WS_FRAMES_OUT.labels(frame["type"]).inc()
+        await self.send(text_data=orjson.dumps(frame).decode())
+
+    async def hub_event(self, message: dict[str, Any]) -> None:
+        """An event from the channel layer, already encoded for its recipients."""
+        if self.conn is None or message.get("exclude") == self.channel_name:
+            return
+        metrics.WS_FRAMES_OUT.labels("event").inc()
+        await self.send(text_data=message["text"])
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.conn is None:
+            return
+        self._last_rx = time.monotonic()
+        if text_data is None:
+            await self._error(None, BadRequest("Binary frames are not supported; send JSON text."))
+            return
+        limit = settings.HUB_WS_MAX_FRAME_BYTES
+        if len(text_data) > limit or (len(text_data) * 4 > limit and len(text_data.encode()) > limit):
+            await self.close_with(CLOSE_TOO_LARGE, "frame too large")
+            return
+        try:
+            frame = orjson.loads(text_data)
+        except orjson.JSONDecodeError:
+            await self._error(None, BadRequest("Frame is not valid JSON."))
+            return
+        if not isinstance(frame, dict):
+            await self._error(None, BadRequest("A frame is a JSON object."))
+            return
+        ref = frame.get("ref")
+        if ref is not None and not isinstance(ref, str):
+            await self._error(None, BadRequest("`ref` must be a string."))
+            return
+        frame_type, data = frame.get("type"), frame.get("data", {})
+        metrics.WS_FRAMES_IN.labels(frame_type if frame_type in ROUTES else "unknown").inc()
+        if not isinstance(frame_type, str):
+            await self._error(ref, BadRequest("`type` must be a string."))
+            return
+        if not isinstance(data, dict):
+            await self._error(ref, BadRequest("`data` must be an object."))
+            return
+        route = ROUTES.get(frame_type)
+        if route is None:
+            await self._error(ref, BadRequest(f"Unknown request type {frame_type!r}."))
+            return
+        try:
+            payload = route.schema.model_validate(data)
+        except ValidationError as exc:
+            await self._error(ref, BadRequest("Invalid data.", errors=_validation_details(exc)))
+            return
+        try:
+            reply = await route.func(self.conn, payload)
+        except HubError as exc:
+            await self._error(ref, exc)
+            return
+        except Exception:
+            log.exception("handler %s failed", frame_type)
+            await self._error(ref, HubError())
+            return
+        if self.conn is not None:
+            await self.send_frame({"type": "reply", "ref": ref, "data": reply or {}})
+
+    async def _error(self, ref: str | None, exc: HubError) -> None:
+        metrics.ERRORS.labels(exc.code, "ws").inc()
+        frame: dict[str, Any] = {"type": "error", "data": exc.as_data()}
+        if ref is not None:
+            frame["ref"] = ref
+        await self.send_frame(frame)

@@ -1,0 +1,10 @@
+"""Prometheus metrics of this process, served at /metrics."""
+
+from prometheus_client import Counter, Gauge
+
+WS_CONNECTIONS_OPEN = Gauge("hub_ws_connections_open", "WebSocket connections currently open")
+WS_CONNECTIONS_TOTAL = Counter("hub_ws_connections_total", "WebSocket connections accepted")
+WS_CLOSES = Counter("hub_ws_closes_total", "WebSocket connections closed by the hub", ["code"])
+WS_FRAMES_IN = Counter("hub_ws_frames_in_total", "Frames received from clients", ["type"])
+WS_FRAMES_OUT = Counter("hub_ws_frames_out_total", "Frames sent to clients", ["kind"])
+ERRORS = Counter("hub_errors_total", "Error replies by code and transport", ["code", "transport"])

@@ -1,0 +1,43 @@
+"""Plain-dict views of domain objects: the one shape used by WebSocket frames and HTTP bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from hub.models import Booking, User
+
+
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 UTC timestamps with milliseconds, `Z` suffix."""
+    if value is None:
+        return None
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def user_public(user: User) -> dict[str, Any]:
+    return {"id": str(user.id), "display_name": user.display_name, "role": user.role}
+
+
+def booking(b: Booking, *, conversation_id: Any = None) -> dict[str, Any]:
+    conv_id = conversation_id if conversation_id is not None else _booking_conversation_id(b)
+    return {
+        "id": str(b.id),
+        "customer_id": str(b.customer_id),
+        "provider_id": str(b.provider_id),
+        "service_id": str(b.service_id) if b.service_id else None,
+        "status": b.status,
+        "scheduled_at": iso(b.scheduled_at),
+        "duration_minutes": b.duration_minutes,
+        "location": b.location,
+        "notes": b.notes,
+        "pricing": b.pricing,
+        "conversation_id": str(conv_id) if conv_id else None,
+    }
+
+
+def _booking_conversation_id(b: Booking) -> Any:
+    try:
+        return b.conversation.id
+    except Booking.conversation.RelatedObjectDoesNotExist:
+        return None

@@ -10,4 +10,5 @@ if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then
   source .run/services/env
 fi
 export DJANGO_DEBUG=0
+export DATABASE_CONN_MAX_AGE="${DATABASE_CONN_MAX_AGE:-0}"
 .venv/bin/python -m pytest "$@"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from hub.models import Booking, User
+from hub.models import Attachment, Booking, Message, User
 
 
 def iso(value: datetime | None) -> str | None:
@@ -41,3 +41,33 @@ def _booking_conversation_id(b: Booking) -> Any:
         return b.conversation.id
     except Booking.conversation.RelatedObjectDoesNotExist:
         return None
+
+
+def attachment(a: Attachment) -> dict[str, Any]:
+    return {
+        "id": str(a.id),
+        "url": f"/api/attachments/{a.id}",
+        "name": a.name,
+        "content_type": a.content_type,
+        "size": a.size,
+    }
+
+
+def message(m: Message, *, attachments: list[Attachment] | None = None) -> dict[str, Any]:
+    """A message object; pass `attachments` when known to save a query (e.g. from a prefetch)."""
+    items = attachments if attachments is not None else list(m.attachments.all())
+    deleted = m.deleted_at is not None
+    return {
+        "id": str(m.id),
+        "conversation_id": str(m.conversation_id),
+        "seq": m.seq,
+        "sender_id": str(m.sender_id) if m.sender_id else None,
+        "client_id": str(m.client_id) if m.client_id else None,
+        "kind": m.kind,
+        "body": "" if deleted else m.body,
+        "data": {} if deleted else m.data,
+        "attachments": [] if deleted else [attachment(a) for a in items],
+        "created_at": iso(m.created_at),
+        "edited_at": iso(m.edited_at),
+        "deleted": deleted,
+    }

@@ -161,3 +161,20 @@ def web_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[Server
         yield server
     finally:
         server.stop()
+        with django_db_blocker.unblock():
+            wait_for_other_sessions_to_leave()
+
+
+def wait_for_other_sessions_to_leave(timeout: float = 5) -> None:
+    """A killed server's PostgreSQL sessions end a moment later; the test DB can't be dropped before."""
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+        time.sleep(0.1)

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 import websockets
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async as sync_to_async
 
 from tests.conftest import ServerProcess, token_for
 from tests.factories import CustomerFactory

@@ -4,7 +4,7 @@
 #   scripts/services.sh stop    -> stops both and removes their data
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIR="$PWD/.run/services"
+DIR="${SERVICES_DIR:-$PWD/.run/services}"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

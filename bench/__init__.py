@@ -1,0 +1,1 @@
+"""Benchmarks: a multi-process WebSocket load generator, two baselines and the harness that runs them."""

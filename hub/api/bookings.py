@@ -54,7 +54,10 @@ class BookingStatusIn(serializers.Serializer[Any]):
 
 class BookingView(APIView):
     @extend_schema(
-        responses={200: BookingOut, 404: OpenApiResponse(_ERROR, description="No such booking, or not yours")},
+        responses={
+            200: BookingOut,
+            404: OpenApiResponse(_ERROR, description="No such booking, or not yours"),
+        },
         summary="A booking, for its customer, its provider and admins",
     )
     def get(self, request: Request, booking_id: str) -> Response:

@@ -49,7 +49,7 @@ REASON_MAX_CHARS = 500
 Source = Literal["ws", "http", "event"]
 
 # The system message's text; clients that localise use the message's `data` instead.
-_STATUS_TEXT = {
+_STATUS_TEXT: dict[str, str] = {
     S.CONFIRMED: "Booking confirmed",
     S.DECLINED: "Booking declined",
     S.CANCELLED: "Booking cancelled",
@@ -98,9 +98,7 @@ def check_move(*, actor: User | None, booking: Booking, status: str) -> None:
     """Raise Conflict for a move not in the table, PermissionDenied for a listed move by the wrong party."""
     allowed = TRANSITIONS.get((booking.status, status))
     if allowed is None:
-        raise Conflict(
-            f"A booking cannot move from {booking.status!r} to {status!r}.", status=booking.status
-        )
+        raise Conflict(f"A booking cannot move from {booking.status!r} to {status!r}.", status=booking.status)
     if actor is None or actor.is_admin:
         return
     if not allowed & party_roles(actor, booking):
@@ -238,7 +236,9 @@ def _coordinate(name: str, value: object, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise BadRequest("Invalid location.", errors=[{"field": name, "message": "a finite number"}])
     if not low <= value <= high:
-        raise BadRequest("Invalid location.", errors=[{"field": name, "message": f"between {low} and {high}"}])
+        raise BadRequest(
+            "Invalid location.", errors=[{"field": name, "message": f"between {low} and {high}"}]
+        )
     return float(value)
 
 

@@ -55,7 +55,9 @@ def test_a_booking_without_conversation_gets_one() -> None:
 
 def test_live_location_is_shown_while_en_route() -> None:
     booking = BookingFactory(status="en_route")
-    booking_location_update(actor=booking.provider.user, booking_id=booking.id, lat=10.5, lng=20.25, accuracy_m=5)
+    booking_location_update(
+        actor=booking.provider.user, booking_id=booking.id, lat=10.5, lng=20.25, accuracy_m=5
+    )
     fix = get(booking.customer, booking.id).json()["live_location"]
     assert fix["lat"] == 10.5 and fix["lng"] == 20.25 and fix["accuracy_m"] == 5.0 and fix["at"].endswith("Z")
 
@@ -78,13 +80,17 @@ def test_others_get_404(booking_id: Any) -> None:
 def test_anonymous_is_401() -> None:
     booking = BookingFactory()
     assert Client().get(f"/api/bookings/{booking.id}").status_code == 401
-    response = Client().post(f"/api/bookings/{booking.id}/status", {"status": "cancelled"}, content_type="application/json")
+    response = Client().post(
+        f"/api/bookings/{booking.id}/status", {"status": "cancelled"}, content_type="application/json"
+    )
     assert response.status_code == 401 and response.json()["code"] == "unauthorized"
 
 
 def test_move_over_http_has_the_same_effects() -> None:
     booking = BookingFactory(status="pending")
-    response = post_status(booking.provider.user, booking.id, {"status": "declined", "reason": "Fully booked"})
+    response = post_status(
+        booking.provider.user, booking.id, {"status": "declined", "reason": "Fully booked"}
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["id"] == str(booking.id) and body["status"] == "declined"

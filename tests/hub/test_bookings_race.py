@@ -47,23 +47,28 @@ def outcome(func: Callable[[], Any]) -> str:
         (("provider", "confirmed"), ("provider", "declined")),
     ],
 )
+def race_once(first: tuple[str, str], second: tuple[str, str]) -> None:
+    booking = BookingFactory(status="pending")
+    actors = {"customer": booking.customer, "provider": booking.provider.user}
+    barrier = threading.Barrier(2)
+
+    def move(who: str, status: str) -> str:
+        barrier.wait()  # both threads start their transactions together
+        return outcome(lambda: booking_set_status(actor=actors[who], booking_id=booking.id, status=status))
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(in_thread(lambda m=m: move(*m))) for m in (first, second)]
+        results = [f.result(timeout=30) for f in futures]
+    assert sorted(results) == ["conflict", "ok"], results
+    winner = (first, second)[results.index("ok")]
+    booking.refresh_from_db()
+    assert booking.status == winner[1]
+    assert Message.objects.filter(conversation__booking=booking).count() == 1
+
+
 def test_two_conflicting_moves_exactly_one_wins(first: tuple[str, str], second: tuple[str, str]) -> None:
     for _ in range(5):
-        booking = BookingFactory(status="pending")
-        actors = {"customer": booking.customer, "provider": booking.provider.user}
-        barrier = threading.Barrier(2)
-
-        def move(who: str, status: str, booking_id: Any = booking.id) -> str:
-            barrier.wait()
-            return outcome(lambda: booking_set_status(actor=actors[who], booking_id=booking_id, status=status))
-
-        with ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(lambda m: in_thread(lambda: move(*m))(), [first, second]))
-        assert sorted(results) == ["conflict", "ok"], results
-        winner = [first, second][results.index("ok")]
-        booking.refresh_from_db()
-        assert booking.status == winner[1]
-        assert Message.objects.filter(conversation__booking=booking).count() == 1
+        race_once(first, second)
 
 
 def wait_until_someone_waits_on_a_lock(timeout: float = 10) -> None:
@@ -90,7 +95,11 @@ def test_second_move_waits_for_the_first_and_sees_its_result() -> None:
         target=in_thread(
             lambda: result.setdefault(
                 "second",
-                outcome(lambda: booking_set_status(actor=booking.customer, booking_id=booking.id, status="cancelled")),
+                outcome(
+                    lambda: booking_set_status(
+                        actor=booking.customer, booking_id=booking.id, status="cancelled"
+                    )
+                ),
             )
         )
     )

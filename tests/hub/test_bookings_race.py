@@ -39,14 +39,6 @@ def outcome(func: Callable[[], Any]) -> str:
     return "ok"
 
 
-@pytest.mark.parametrize(
-    ("first", "second"),
-    [
-        # neither move is allowed after the other
-        (("provider", "declined"), ("customer", "cancelled")),
-        (("provider", "confirmed"), ("provider", "declined")),
-    ],
-)
 def race_once(first: tuple[str, str], second: tuple[str, str]) -> None:
     booking = BookingFactory(status="pending")
     actors = {"customer": booking.customer, "provider": booking.provider.user}
@@ -66,6 +58,14 @@ def race_once(first: tuple[str, str], second: tuple[str, str]) -> None:
     assert Message.objects.filter(conversation__booking=booking).count() == 1
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # neither move is allowed after the other
+        (("provider", "declined"), ("customer", "cancelled")),
+        (("provider", "confirmed"), ("provider", "declined")),
+    ],
+)
 def test_two_conflicting_moves_exactly_one_wins(first: tuple[str, str], second: tuple[str, str]) -> None:
     for _ in range(5):
         race_once(first, second)

@@ -82,10 +82,12 @@ def party_roles(user: User, booking: Booking) -> frozenset[str]:
 def access_booking(*, user: User | None, booking_id: uuid.UUID | str, lock: bool = False) -> Booking:
     """The booking if the user is one of its parties or an admin (`None` = the system); else NotFound.
 
-    `lock=True` takes the row lock (SELECT … FOR UPDATE) for the rest of the caller's transaction."""
+    `lock=True` takes the row lock for the rest of the caller's transaction. It is FOR NO KEY UPDATE:
+    it queues other status moves and location writes, but not inserts that merely reference the
+    booking (its conversation), which would otherwise deadlock against our own insert of one."""
     queryset = Booking.objects.all()
     if lock:
-        queryset = queryset.select_for_update(of=("self",))
+        queryset = queryset.select_for_update(no_key=True, of=("self",))
     booking = queryset.filter(pk=_parse_uuid(booking_id)).first()
     if booking is None:
         raise NotFound("No such booking.")

@@ -13,7 +13,7 @@ from django.db import connection, transaction
 
 from hub.errors import Conflict
 from hub.models import Booking, Message
-from hub.services.bookings import booking_location_update, booking_set_status
+from hub.services.bookings import access_booking, booking_detail, booking_location_update, booking_set_status
 from tests.factories import BookingFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -132,3 +132,23 @@ def test_a_fix_racing_a_move_off_en_route_is_not_kept() -> None:
     fix.join(10)
     assert result == {"fix": "conflict"}
     assert Booking.objects.get(pk=booking.pk).live_location is None
+
+
+def test_the_status_lock_does_not_block_creating_the_conversation() -> None:
+    """A reader creating the booking's conversation while a move holds the row must not wait (or deadlock)."""
+    booking = BookingFactory(status="pending")
+    created: dict[str, Any] = {}
+    reader = threading.Thread(
+        target=in_thread(
+            lambda: created.setdefault(
+                "conversation", booking_detail(user=booking.customer, booking_id=booking.id).conversation
+            )
+        )
+    )
+    with transaction.atomic():
+        access_booking(user=None, booking_id=booking.id, lock=True)
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "the conversation insert waited for the booking's row lock"
+        moved = booking_set_status(actor=booking.provider.user, booking_id=booking.id, status="confirmed")
+    assert moved.conversation.id == created["conversation"].id

@@ -27,7 +27,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+
 	$(BIN)/mypy .
 
 bench: install

@@ -194,9 +194,7 @@ def booking_set_status(
             },
             to=[booking.customer_id, booking.provider_id],
         )
-    log.info(
-        "booking %s: %s -> %s by %s via %s", booking.id, previous, status, changed_by or "system", source
-    )
+    log.info("booking %s: %s -> %s by %s via %s", booking.id, previous, status, changed_by or "system", source)
     return booking
 
 
@@ -238,9 +236,7 @@ def _coordinate(name: str, value: object, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise BadRequest("Invalid location.", errors=[{"field": name, "message": "a finite number"}])
     if not low <= value <= high:
-        raise BadRequest(
-            "Invalid location.", errors=[{"field": name, "message": f"between {low} and {high}"}]
-        )
+        raise BadRequest("Invalid location.", errors=[{"field": name, "message": f"between {low} and {high}"}])
     return float(value)
 
 
@@ -276,9 +272,9 @@ def booking_location_update(
     fix: dict[str, Any] = {"lat": lat, "lng": lng, "accuracy_m": accuracy_m, "at": serialize.iso(now)}
     # Conditional on the status: a move off en_route (which holds the row lock and clears the fix)
     # makes this match nothing, so no stale fix survives the move.
-    stored = Booking.objects.filter(
-        pk=booking.pk, provider_id=actor.id, status=BookingStatus.EN_ROUTE
-    ).update(live_location=fix)
+    stored = Booking.objects.filter(pk=booking.pk, provider_id=actor.id, status=BookingStatus.EN_ROUTE).update(
+        live_location=fix
+    )
     if not stored:
         raise Conflict("The booking is no longer en route.")
     realtime.emit("booking.location", {"booking_id": str(booking.id), **fix}, to=[booking.customer_id])

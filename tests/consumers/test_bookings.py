@@ -77,17 +77,9 @@ async def test_status_errors() -> None:
     stranger = await sync_to_async(CustomerFactory)()
     bid = str(booking.id)
     async with ws_connect(customer) as cust, ws_connect(provider) as prov, ws_connect(stranger) as other:
-        assert (
-            await error_code(cust, "booking.status", {"booking_id": bid, "status": "confirmed"})
-            == "forbidden"
-        )
-        assert (
-            await error_code(prov, "booking.status", {"booking_id": bid, "status": "completed"}) == "conflict"
-        )
-        assert (
-            await error_code(other, "booking.status", {"booking_id": bid, "status": "cancelled"})
-            == "not_found"
-        )
+        assert await error_code(cust, "booking.status", {"booking_id": bid, "status": "confirmed"}) == "forbidden"
+        assert await error_code(prov, "booking.status", {"booking_id": bid, "status": "completed"}) == "conflict"
+        assert await error_code(other, "booking.status", {"booking_id": bid, "status": "cancelled"}) == "not_found"
         unknown = {"booking_id": str(uuid.uuid4()), "status": "cancelled"}
         assert await error_code(prov, "booking.status", unknown) == "not_found"
         for bad in (
@@ -155,10 +147,7 @@ async def test_location_errors() -> None:
         good = {"booking_id": bid, "lat": 1, "lng": 2}
         assert await error_code(cust, "booking.location", good) == "forbidden"
         assert await error_code(other, "booking.location", good) == "not_found"
-        assert (
-            await error_code(prov, "booking.location", {**good, "booking_id": str(confirmed.id)})
-            == "conflict"
-        )
+        assert await error_code(prov, "booking.location", {**good, "booking_id": str(confirmed.id)}) == "conflict"
         await cust.no_event("booking.location", within=0.2)
         assert (await reload(booking)).live_location is None
         # the provider is not throttled by anyone's failed attempts

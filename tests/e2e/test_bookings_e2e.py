@@ -44,15 +44,11 @@ async def test_provider_confirms_drives_and_shares_location(web_server: ServerPr
         system = (await cust.event("message.created"))["message"]
         assert system["kind"] == "system" and system["data"]["status"] == "confirmed"
 
-        await prov.request(
-            "booking.status", {"booking_id": bid, "status": "en_route", "reason": "Leaving now"}
-        )
+        await prov.request("booking.status", {"booking_id": bid, "status": "en_route", "reason": "Leaving now"})
         event = await cust.event("booking.status_changed", previous_status="confirmed")
         assert event["booking"]["status"] == "en_route" and event["reason"] == "Leaving now"
 
-        assert (
-            await prov.request("booking.location", {"booking_id": bid, "lat": 51.5072, "lng": -0.1276}) == {}
-        )
+        assert await prov.request("booking.location", {"booking_id": bid, "lat": 51.5072, "lng": -0.1276}) == {}
         fix = await cust.event("booking.location")
         assert fix["booking_id"] == bid and fix["lat"] == 51.5072 and fix["lng"] == -0.1276
         assert fix["accuracy_m"] is None and fix["at"].endswith("Z")

@@ -74,9 +74,7 @@ def emitted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any], 
 
 @pytest.mark.parametrize(("frm", "to", "role"), list(itertools.product(STATUSES, STATUSES, ROLES)))
 def test_transition_table(frm: str, to: str, role: str, emitted: list[Any]) -> None:
-    booking = BookingFactory(
-        status=frm, live_location={"lat": 1.0, "lng": 2.0, "accuracy_m": None, "at": "x"}
-    )
+    booking = BookingFactory(status=frm, live_location={"lat": 1.0, "lng": 2.0, "accuracy_m": None, "at": "x"})
     actor = actor_for(role, booking)
     expected = expected_outcome(frm, to, role)
     errors = {"conflict": Conflict, "forbidden": PermissionDenied, "not_found": NotFound}

@@ -55,9 +55,7 @@ def test_a_booking_without_conversation_gets_one() -> None:
 
 def test_live_location_is_shown_while_en_route() -> None:
     booking = BookingFactory(status="en_route")
-    booking_location_update(
-        actor=booking.provider.user, booking_id=booking.id, lat=10.5, lng=20.25, accuracy_m=5
-    )
+    booking_location_update(actor=booking.provider.user, booking_id=booking.id, lat=10.5, lng=20.25, accuracy_m=5)
     fix = get(booking.customer, booking.id).json()["live_location"]
     assert fix["lat"] == 10.5 and fix["lng"] == 20.25 and fix["accuracy_m"] == 5.0 and fix["at"].endswith("Z")
 
@@ -88,9 +86,7 @@ def test_anonymous_is_401() -> None:
 
 def test_move_over_http_has_the_same_effects() -> None:
     booking = BookingFactory(status="pending")
-    response = post_status(
-        booking.provider.user, booking.id, {"status": "declined", "reason": "Fully booked"}
-    )
+    response = post_status(booking.provider.user, booking.id, {"status": "declined", "reason": "Fully booked"})
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["id"] == str(booking.id) and body["status"] == "declined"

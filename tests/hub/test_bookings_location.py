@@ -40,22 +40,16 @@ def forget_throttle(booking: Booking) -> None:
     client.close()
 
 
-def test_fix_is_kept_and_sent_to_the_customer_only(
-    emitted: list[Any], django_assert_num_queries: Any
-) -> None:
+def test_fix_is_kept_and_sent_to_the_customer_only(emitted: list[Any], django_assert_num_queries: Any) -> None:
     booking = BookingFactory(status="en_route")
     provider = booking.provider.user
     with django_assert_num_queries(2):  # read + conditional update
-        outcome = booking_location_update(
-            actor=provider, booking_id=booking.id, lat=45.5, lng=-73.6, accuracy_m=8
-        )
+        outcome = booking_location_update(actor=provider, booking_id=booking.id, lat=45.5, lng=-73.6, accuracy_m=8)
     assert not outcome.throttled
     booking.refresh_from_db()
     fix = booking.live_location
     assert fix["lat"] == 45.5 and fix["lng"] == -73.6 and fix["accuracy_m"] == 8.0 and fix["at"].endswith("Z")
-    assert emitted == [
-        ("booking.location", {"booking_id": str(booking.id), **fix}, [str(booking.customer_id)])
-    ]
+    assert emitted == [("booking.location", {"booking_id": str(booking.id), **fix}, [str(booking.customer_id)])]
     assert serialize.booking(booking)["live_location"] == fix
 
 
@@ -67,9 +61,7 @@ def test_accuracy_is_optional() -> None:
     assert booking.live_location["lat"] == 0.0 and booking.live_location["lng"] == 0.0
 
 
-def test_excess_fixes_are_dropped_politely(
-    emitted: list[Any], django_assert_num_queries: Any, settings: Any
-) -> None:
+def test_excess_fixes_are_dropped_politely(emitted: list[Any], django_assert_num_queries: Any, settings: Any) -> None:
     settings.HUB_BOOKING_LOCATION_INTERVAL_MS = 60_000  # a window no slow machine outlasts
     booking = BookingFactory(status="en_route")
     provider = booking.provider.user
@@ -94,9 +86,7 @@ def test_interval_zero_turns_the_limit_off(settings: Any) -> None:
     settings.HUB_BOOKING_LOCATION_INTERVAL_MS = 0
     booking = BookingFactory(status="en_route")
     for i in range(3):
-        assert not booking_location_update(
-            actor=booking.provider.user, booking_id=booking.id, lat=i, lng=i
-        ).throttled
+        assert not booking_location_update(actor=booking.provider.user, booking_id=booking.id, lat=i, lng=i).throttled
 
 
 @pytest.mark.parametrize(
@@ -127,9 +117,7 @@ def test_edges_of_the_ranges_are_fine() -> None:
     booking = BookingFactory(status="en_route")
     for lat, lng in [(90, 180), (-90, -180)]:
         forget_throttle(booking)
-        booking_location_update(
-            actor=booking.provider.user, booking_id=booking.id, lat=lat, lng=lng, accuracy_m=0
-        )
+        booking_location_update(actor=booking.provider.user, booking_id=booking.id, lat=lat, lng=lng, accuracy_m=0)
 
 
 def test_only_the_provider_while_en_route(emitted: list[Any]) -> None:
@@ -145,9 +133,7 @@ def test_only_the_provider_while_en_route(emitted: list[Any]) -> None:
     assert emitted == []
 
 
-@pytest.mark.parametrize(
-    "status", ["pending", "confirmed", "declined", "cancelled", "in_progress", "completed"]
-)
+@pytest.mark.parametrize("status", ["pending", "confirmed", "declined", "cancelled", "in_progress", "completed"])
 def test_not_en_route_is_conflict(status: str) -> None:
     booking = BookingFactory(status=status)
     with pytest.raises(Conflict):

@@ -95,11 +95,7 @@ def test_second_move_waits_for_the_first_and_sees_its_result() -> None:
         target=in_thread(
             lambda: result.setdefault(
                 "second",
-                outcome(
-                    lambda: booking_set_status(
-                        actor=booking.customer, booking_id=booking.id, status="cancelled"
-                    )
-                ),
+                outcome(lambda: booking_set_status(actor=booking.customer, booking_id=booking.id, status="cancelled")),
             )
         )
     )

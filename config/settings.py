@@ -10,7 +10,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEV_SECRET = "dev-only-insecure-secret-change-me"
 
@@ -130,6 +131,9 @@ HUB_EVENTS_SECRET = env.str("HUB_EVENTS_SECRET", default="whsec_ZGV2LW9ubHktaHVi
 HUB_WS_MAX_FRAME_BYTES = env.int("HUB_WS_MAX_FRAME_BYTES", default=64 * 1024)
 HUB_WS_IDLE_TIMEOUT_S = env.float("HUB_WS_IDLE_TIMEOUT_S", default=90.0)
 HUB_WS_HEARTBEAT_S = env.int("HUB_WS_HEARTBEAT_S", default=30)
+
+# Live booking status (PROTOCOL §2.2): at most one live-location fix per booking per interval.
+HUB_BOOKING_LOCATION_INTERVAL_MS = env.int("HUB_BOOKING_LOCATION_INTERVAL_MS", default=1000)
 
 # Calls (PROTOCOL §2.3)
 HUB_CALL_RING_S = env.int("HUB_CALL_RING_S", default=45)

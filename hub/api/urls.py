@@ -2,8 +2,11 @@
 
 from django.urls import path
 
+from hub.api.bookings import BookingStatusView, BookingView
 from hub.api.tickets import WsTicketView
 
 urlpatterns = [
     path("ws-tickets", WsTicketView.as_view(), name="ws-tickets"),
+    path("bookings/<str:booking_id>", BookingView.as_view(), name="booking"),
+    path("bookings/<str:booking_id>/status", BookingStatusView.as_view(), name="booking-status"),
 ]

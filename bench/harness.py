@@ -75,16 +75,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="relay,tutorial,hub",
         help=f"comma-separated, from {', '.join(TARGETS)} (default: relay,tutorial,hub)",
     )
-    parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help="comma-separated, from chat,idle,storm,fanout"
-    )
-    parser.add_argument(
-        "--rates", default="500,1000,1500,2000,3000", help="chat rates, msgs/s across all rooms"
-    )
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, from chat,idle,storm,fanout")
+    parser.add_argument("--rates", default="500,1000,1500,2000,3000", help="chat rates, msgs/s across all rooms")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per chat rate")
-    parser.add_argument(
-        "--drain", type=float, default=10.0, help="seconds to wait for stragglers after a rate"
-    )
+    parser.add_argument("--drain", type=float, default=10.0, help="seconds to wait for stragglers after a rate")
     parser.add_argument("--rooms", type=int, default=100, help="two-party rooms in the chat scenario")
     parser.add_argument("--procs", type=int, default=4, help="load generator processes")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections to hold")
@@ -93,9 +87,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fanout-users", type=int, default=1_000)
     parser.add_argument("--fanout-devices", type=int, default=3, help="connections per user")
     parser.add_argument("--fanout-rounds", type=int, default=3)
-    parser.add_argument(
-        "--settle", type=float, default=2.0, help="seconds to let memory settle before reading it"
-    )
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds to let memory settle before reading it")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.{json,md} and plots go")
     parser.add_argument(
         "--hub-env",
@@ -433,9 +425,7 @@ class Bench:
         counts = self.split_counts(devices)
         if kind == "hub":
             tokens = [t for t in self.hub_tokens(a.fanout_users) for _ in range(a.fanout_devices)]
-            user_ids = [u["id"] for p in self.demo["pairs"] for u in (p["customer"], p["provider"])][
-                : a.fanout_users
-            ]
+            user_ids = [u["id"] for p in self.demo["pairs"] for u in (p["customer"], p["provider"])][: a.fanout_users]
         specs = []
         offset = 0
         for n in counts:
@@ -565,9 +555,7 @@ def summarize_chat(rate: int, duration: float, reports: list[dict[str, Any]]) ->
 def warm_up(server: Server, tokens: list[str] | None) -> None:
     """A few connections opened and closed, so lazy imports and pools are not counted as load."""
     proto = loadgen.make_proto(server.target)
-    plan: list[tuple[str, str | None]] = (
-        [("warmup", t) for t in tokens] if tokens else [("warmup", None)] * 10
-    )
+    plan: list[tuple[str, str | None]] = [("warmup", t) for t in tokens] if tokens else [("warmup", None)] * 10
 
     async def go() -> None:
         conns, failures = await loadgen.open_many(proto, plan, 10)

@@ -281,9 +281,7 @@ class RawClient(asyncio.Protocol):
                 return
             opcode, payload = frame
             if opcode == 0x8:
-                return self._fail(
-                    f"closed {int.from_bytes(payload[:2], 'big') if len(payload) >= 2 else 1005}"
-                )
+                return self._fail(f"closed {int.from_bytes(payload[:2], 'big') if len(payload) >= 2 else 1005}")
             if opcode != 0x1 or orjson.loads(payload).get("type") != "hello":
                 return self._fail("no hello")
             self.stage = 2
@@ -401,9 +399,7 @@ class Control:
         return start_at
 
 
-def worker_main(
-    scenario: str, spec: dict[str, Any], worker: int, ready_q: Any, phase: Any, start_at: Any
-) -> None:
+def worker_main(scenario: str, spec: dict[str, Any], worker: int, ready_q: Any, phase: Any, start_at: Any) -> None:
     """Entry point of a worker process."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -513,9 +509,7 @@ class ChatWorker:
                 self.queues[i].put_nowait((next(self.ids), now()))
             await until(lambda: all(m.delivered for m in self.msgs.values()) or bool(self.errors), 30, 0.01)
         if any(not m.delivered for m in self.msgs.values()):
-            raise RuntimeError(
-                f"warm-up messages not delivered: errors={dict(self.errors)} closes={dict(self.closes)}"
-            )
+            raise RuntimeError(f"warm-up messages not delivered: errors={dict(self.errors)} closes={dict(self.closes)}")
 
     async def schedule(self, start_at: float, rate: float, duration: float) -> None:
         """Open loop: message k is due at start + k/rate, whatever the server does; rooms take turns."""
@@ -708,9 +702,7 @@ async def fanout(spec: dict[str, Any], ctl: Control) -> None:
                     got.setdefault(inc.key, []).append(t)
 
     readers = [asyncio.create_task(reader(ws)) for ws in conns if ws is not None]
-    ctl.report(
-        {"receivers": len(readers), "unconnected": len(conns) - len(readers), "failures": dict(failures)}
-    )
+    ctl.report({"receivers": len(readers), "unconnected": len(conns) - len(readers), "failures": dict(failures)})
     for r in range(spec["rounds"]):
         await ctl.wait_phase(r + 1)
         key = f"fanout-{r}"

@@ -113,11 +113,7 @@ def markdown(results: dict[str, Any]) -> str:
             by_rate = {c.get("rate"): c for c in chat}
             cells = [chat_cell(by_rate[r]) if r in by_rate else "—" for r in rates]
             best = highest_held(chat)
-            out.append(
-                f"| {runs[kind]['label']} | "
-                + " | ".join(cells)
-                + f" | {f'{best:,}/s' if best else 'none'} |"
-            )
+            out.append(f"| {runs[kind]['label']} | " + " | ".join(cells) + f" | {f'{best:,}/s' if best else 'none'} |")
         out += [
             "",
             f"¹ p99 ≤ {P99_TARGET_MS:g} ms, nothing lost or refused, no connection closed, and at least "
@@ -158,8 +154,7 @@ def markdown(results: dict[str, Any]) -> str:
     section(
         "idle",
         "Idle connections per web process",
-        "| server | held | failed | server RSS before → after | KiB per connection "
-        "| Redis KiB per connection |",
+        "| server | held | failed | server RSS before → after | KiB per connection | Redis KiB per connection |",
         lambda r: (
             f"{r['held']:,} of {r['requested']:,} | {sum(r['failures'].values()):,} "
             f"| {r['rss_before_kib'] / 1024:,.0f} → {r['rss_after_kib'] / 1024:,.0f} MiB "
@@ -259,9 +254,7 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         fig, (ax_lat, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5))
         for kind, chat in with_chat.items():
             rates = [c["rate"] for c in chat]
-            (line,) = ax_lat.plot(
-                rates, [c["p99_ms"] or float("nan") for c in chat], marker="o", label=f"{kind} p99"
-            )
+            (line,) = ax_lat.plot(rates, [c["p99_ms"] or float("nan") for c in chat], marker="o", label=f"{kind} p99")
             ax_lat.plot(
                 rates,
                 [c["p50_ms"] or float("nan") for c in chat],
@@ -293,9 +286,7 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ("storm", "connects/s in the storm", lambda r: r["rate_per_s"]),
         ("fanout", "fan-out: all received, ms", lambda r: r["all_ms"]),
     ]
-    present = [
-        (n, t, f) for n, t, f in panels if any(r.get(n) and "error" not in r[n] for r in runs.values())
-    ]
+    present = [(n, t, f) for n, t, f in panels if any(r.get(n) and "error" not in r[n] for r in runs.values())]
     if present:
         fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 4), squeeze=False)
         for ax, (name, title, value) in zip(axes[0], present, strict=True):

@@ -106,7 +106,7 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         # Pub/sub layer: events go to per-user groups, the database is the record (ADR 0002).
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "hub.layers.BatchingPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL]},
     }
 }

@@ -5,6 +5,10 @@ client sees the protocol's close code rather than a bare HTTP 403."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import uuid
+import weakref
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,7 +19,7 @@ from django.conf import settings
 
 from hub.errors import Unauthorized
 from hub.models import User
-from hub.services.identity import user_from_jwt, ws_ticket_redeem
+from hub.services.identity import active_users, jwt_subject, ws_ticket_redeem
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_ORIGIN = 4403
@@ -49,9 +53,66 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-@database_sync_to_async
-def _user_from_token(token: str) -> User:
-    return user_from_jwt(token)
+class UserLoader:
+    """Coalesces the user look-ups of concurrent handshakes into one query (ADR 0030).
+
+    Every database call from async code is a round trip through channels' single sync thread;
+    during a reconnect storm, one per handshake queued them by the thousand behind each other.
+    Look-ups that arrive while a batch is in the database wait for the next batch, so a lone
+    connect still costs one query and a storm costs one query per batch."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[uuid.UUID, list[asyncio.Future[User]]] = {}
+        self._draining = False
+
+    async def load(self, user_id: uuid.UUID) -> User:
+        """The active user with this id; `Unauthorized` when there is none."""
+        future: asyncio.Future[User] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(user_id, []).append(future)
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    users = await database_sync_to_async(active_users)(list(batch))
+                except Exception as exc:  # the database failed: every waiter of this batch learns it
+                    for futures in batch.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                for user_id, futures in batch.items():
+                    user = users.get(user_id)
+                    for n, future in enumerate(futures):
+                        if future.done():
+                            continue  # its handshake was cancelled meanwhile
+                        if user is None:
+                            future.set_exception(Unauthorized("Unknown or inactive user."))
+                        else:  # each connection gets its own instance, as a query of its own would
+                            future.set_result(user if n == 0 else copy.copy(user))
+        finally:
+            self._draining = False
+
+
+_loaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UserLoader] = weakref.WeakKeyDictionary()
+
+
+def user_loader() -> UserLoader:
+    """This event loop's loader (daphne has one loop; tests make one per test)."""
+    loop = asyncio.get_running_loop()
+    if (loader := _loaders.get(loop)) is None:
+        loader = _loaders[loop] = UserLoader()
+    return loader
+
+
+async def _user_from_token(token: str) -> User:
+    # The signature check is CPU only and stays on the loop; the user row comes in a batch.
+    return await user_loader().load(jwt_subject(token))
 
 
 @database_sync_to_async

@@ -18,7 +18,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from consumers import handlers  # noqa: F401  (registers every request type)
-from consumers.connection import Connection
+from consumers.connection import CLOSE_AFTER_ANSWER, Connection
 from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES
 from hub import metrics, serialize
 from hub.errors import BadRequest, HubError
@@ -156,6 +156,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             reply = await route.func(self.conn, payload)
         except HubError as exc:
             await self._error(ref, exc)
+            await self._close_if_asked()
             return
         except Exception:
             log.exception("handler %s failed", frame_type)
@@ -163,6 +164,12 @@ class HubConsumer(AsyncWebsocketConsumer):
             return
         if self.conn is not None:
             await self.send_frame({"type": "reply", "ref": ref, "data": reply or {}})
+            await self._close_if_asked()
+
+    async def _close_if_asked(self) -> None:
+        """A handler asked (Connection.close_after_answer) to close once its answer is out."""
+        if self.conn is not None and (pending := self.conn.state.pop(CLOSE_AFTER_ANSWER, None)):
+            await self.close_with(*pending)
 
     async def _error(self, ref: str | None, exc: HubError) -> None:
         metrics.ERRORS.labels(exc.code, "ws").inc()

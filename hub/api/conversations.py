@@ -133,6 +133,7 @@ class ConversationsView(APIView):
             OpenApiParameter("limit", int, description="1-100, default 50"),
         ],
         responses={200: _page("ConversationPage", ConversationOut, unread_total=serializers.IntegerField())},
+        operation_id="conversations_list",
         summary="My conversations, most recently active first, with unread counts and last message",
     )
     def get(self, request: Request) -> Response:
@@ -179,7 +180,11 @@ class ConversationsView(APIView):
 
 
 class ConversationDetailView(APIView):
-    @extend_schema(responses={200: ConversationOut}, summary="One conversation of mine")
+    @extend_schema(
+        responses={200: ConversationOut},
+        summary="One conversation of mine",
+        operation_id="conversation_retrieve",
+    )
     def get(self, request: Request, conversation_id: uuid.UUID) -> Response:
         view = conv_services.conversation_view(user=request.user, conversation_id=conversation_id)  # type: ignore[arg-type]
         return Response(serialize.conversation(view))

@@ -82,14 +82,25 @@ async def test_body_limits() -> None:
     async with ws_connect(customer) as c:
         for body in ["", "   \n\t "]:
             await expect_error(
-                "bad_request", c, "message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": body}
+                "bad_request",
+                c,
+                "message.send",
+                {"conversation_id": str(conversation.id), "client_id": cid(), "body": body},
             )
         await expect_error(
-            "bad_request", c, "message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x" * 4001}
+            "bad_request",
+            c,
+            "message.send",
+            {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x" * 4001},
         )
         padded = "  " + "x" * 4000 + "  "
         assert (await send(c, conversation, padded))["body"] == padded
-        await expect_error("bad_request", c, "message.send", {"conversation_id": str(conversation.id), "body": "no client id"})
+        await expect_error(
+            "bad_request",
+            c,
+            "message.send",
+            {"conversation_id": str(conversation.id), "body": "no client id"},
+        )
         await expect_error(
             "bad_request", c, "message.send", {"conversation_id": "nope", "client_id": cid(), "body": "x"}
         )
@@ -101,17 +112,28 @@ async def test_send_to_unknown_or_foreign_conversation() -> None:
     stranger = await sync_to_async(CustomerFactory)()
     async with ws_connect(stranger) as s:
         await expect_error(
-            "forbidden", s, "message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"}
+            "forbidden",
+            s,
+            "message.send",
+            {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"},
         )
         await expect_error(
-            "not_found", s, "message.send", {"conversation_id": str(uuid.uuid4()), "client_id": cid(), "body": "x"}
+            "not_found",
+            s,
+            "message.send",
+            {"conversation_id": str(uuid.uuid4()), "client_id": cid(), "body": "x"},
         )
     assert await sync_to_async(Message.objects.count)() == 0
 
 
 async def test_attachments_are_claimed_and_set_the_kind(settings: Any, tmp_path: Any) -> None:
-    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                                                         "OPTIONS": {"location": str(tmp_path)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
     customer, provider, conversation = await chat()
 
     @sync_to_async
@@ -125,7 +147,13 @@ async def test_attachments_are_claimed_and_set_the_kind(settings: Any, tmp_path:
         message = await send(c, conversation, "", attachment_ids=[image])
         assert message["kind"] == "image"
         assert message["attachments"] == [
-            {"id": image, "url": f"/api/attachments/{image}", "name": "a.png", "content_type": "image/png", "size": 40}
+            {
+                "id": image,
+                "url": f"/api/attachments/{image}",
+                "name": "a.png",
+                "content_type": "image/png",
+                "size": 40,
+            }
         ]
         assert (await p.event("message.created"))["message"]["attachments"][0]["id"] == image
         # Already used, someone else's, unknown: refused, nothing created.
@@ -134,7 +162,12 @@ async def test_attachments_are_claimed_and_set_the_kind(settings: Any, tmp_path:
                 "bad_request",
                 c,
                 "message.send",
-                {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x", "attachment_ids": ids},
+                {
+                    "conversation_id": str(conversation.id),
+                    "client_id": cid(),
+                    "body": "x",
+                    "attachment_ids": ids,
+                },
             )
         message = await send(c, conversation, "see file", attachment_ids=[pdf])
         assert message["kind"] == "file" and message["seq"] == 2
@@ -144,8 +177,13 @@ async def test_attachments_are_claimed_and_set_the_kind(settings: Any, tmp_path:
 
 
 async def test_edit_and_delete_by_sender_only(settings: Any, tmp_path: Any) -> None:
-    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                                                         "OPTIONS": {"location": str(tmp_path)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
     customer, provider, conversation = await chat()
     attachment = await sync_to_async(attachment_upload)(
         user=customer, file=SimpleUploadedFile("x.png", b"png!", "image/png")
@@ -157,7 +195,9 @@ async def test_edit_and_delete_by_sender_only(settings: Any, tmp_path: Any) -> N
         await expect_error("forbidden", p, "message.edit", {"message_id": message["id"], "body": "hacked"})
         await expect_error("forbidden", p, "message.delete", {"message_id": message["id"]})
         await expect_error("not_found", c, "message.edit", {"message_id": str(uuid.uuid4()), "body": "x"})
-        await expect_error("bad_request", c, "message.edit", {"message_id": message["id"], "body": "x" * 4001})
+        await expect_error(
+            "bad_request", c, "message.edit", {"message_id": message["id"], "body": "x" * 4001}
+        )
 
         edited = (await c.request("message.edit", {"message_id": message["id"], "body": "fixed"}))["message"]
         assert edited["body"] == "fixed" and edited["edited_at"] and edited["seq"] == message["seq"]
@@ -166,10 +206,16 @@ async def test_edit_and_delete_by_sender_only(settings: Any, tmp_path: Any) -> N
         deleted = (await c.request("message.delete", {"message_id": message["id"]}))["message"]
         assert deleted["deleted"] is True and deleted["body"] == "" and deleted["attachments"] == []
         event = await p.event("message.deleted")
-        assert event == {"conversation_id": str(conversation.id), "message_id": message["id"], "seq": message["seq"]}
+        assert event == {
+            "conversation_id": str(conversation.id),
+            "message_id": message["id"],
+            "seq": message["seq"],
+        }
         await expect_error("conflict", c, "message.edit", {"message_id": message["id"], "body": "again"})
         # Deleting twice answers the same and announces nothing.
-        assert (await c.request("message.delete", {"message_id": message["id"]}))["message"]["deleted"] is True
+        assert (await c.request("message.delete", {"message_id": message["id"]}))["message"][
+            "deleted"
+        ] is True
         await p.no_event("message.deleted", within=0.3)
     stored = await sync_to_async(Message.objects.get)(id=message["id"])
     assert stored.body == "" and stored.deleted_at is not None
@@ -204,7 +250,9 @@ async def test_read_and_delivered_receipts() -> None:
         reply = await p.request("conversation.read", {"conversation_id": str(conversation.id), "seq": 99})
         assert reply["read_seq"] == 3 and reply["unread_count"] == 0
         assert (await c.event("receipt.read"))["seq"] == 3
-        await expect_error("bad_request", p, "conversation.read", {"conversation_id": str(conversation.id), "seq": -1})
+        await expect_error(
+            "bad_request", p, "conversation.read", {"conversation_id": str(conversation.id), "seq": -1}
+        )
 
     member = await sync_to_async(ConversationMember.objects.get)(conversation=conversation, user=provider)
     assert (member.read_seq, member.delivered_seq) == (3, 3)  # reading implies delivered
@@ -215,7 +263,9 @@ async def test_receipts_refused_to_non_members() -> None:
     stranger = await sync_to_async(CustomerFactory)()
     async with ws_connect(stranger) as s:
         for frame_type in ("conversation.read", "conversation.delivered"):
-            await expect_error("forbidden", s, frame_type, {"conversation_id": str(conversation.id), "seq": 1})
+            await expect_error(
+                "forbidden", s, frame_type, {"conversation_id": str(conversation.id), "seq": 1}
+            )
             await expect_error("not_found", s, frame_type, {"conversation_id": str(uuid.uuid4()), "seq": 1})
 
 
@@ -238,9 +288,13 @@ async def test_typing_goes_to_the_other_members_only() -> None:
         await c2.no_event("typing", within=0.3)
         await c1.request("typing", {"conversation_id": str(conversation.id), "state": "stop"})
         assert (await p.event("typing"))["state"] == "stop"
-        await expect_error("bad_request", c1, "typing", {"conversation_id": str(conversation.id), "state": "maybe"})
+        await expect_error(
+            "bad_request", c1, "typing", {"conversation_id": str(conversation.id), "state": "maybe"}
+        )
     async with ws_connect(stranger) as s:
-        await expect_error("forbidden", s, "typing", {"conversation_id": str(conversation.id), "state": "start"})
+        await expect_error(
+            "forbidden", s, "typing", {"conversation_id": str(conversation.id), "state": "start"}
+        )
 
 
 # --- sync --------------------------------------------------------------------------------------------
@@ -284,7 +338,10 @@ async def test_sync_shows_deleted_messages_as_tombstones() -> None:
         await c.request("message.delete", {"message_id": first["id"]})
     async with ws_connect(provider) as p:
         [entry] = (await p.request("sync", {"cursors": {str(conversation.id): 0}}))["conversations"]
-        assert [(m["seq"], m["deleted"], m["body"]) for m in entry["messages"]] == [(1, True, ""), (2, False, "ok")]
+        assert [(m["seq"], m["deleted"], m["body"]) for m in entry["messages"]] == [
+            (1, True, ""),
+            (2, False, "ok"),
+        ]
         assert entry["unread_count"] == 1  # deleted messages are not unread
 
 
@@ -311,7 +368,10 @@ async def test_presence_online_at_first_device_offline_after_last() -> None:
         assert event["user_id"] == str(customer.id) and event["status"] == "offline"
         assert event["last_seen_at"].endswith("Z")
         reply = await watcher.request("presence.query", {"user_ids": [str(customer.id)]})
-        assert reply["presence"][str(customer.id)] == {"status": "offline", "last_seen_at": event["last_seen_at"]}
+        assert reply["presence"][str(customer.id)] == {
+            "status": "offline",
+            "last_seen_at": event["last_seen_at"],
+        }
     refreshed = await sync_to_async(type(customer).objects.get)(id=customer.id)
     assert refreshed.last_seen_at is not None
 
@@ -341,10 +401,16 @@ async def test_blocks_refuse_sends_both_ways_and_silence_the_blocked() -> None:
         async with ws_connect(customer) as c:
             await p.no_event("presence", within=0.3)  # the blocked user's presence is not shown
             await expect_error(
-                "forbidden", c, "message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"}
+                "forbidden",
+                c,
+                "message.send",
+                {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"},
             )
             await expect_error(
-                "forbidden", p, "message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"}
+                "forbidden",
+                p,
+                "message.send",
+                {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"},
             )
             await c.request("typing", {"conversation_id": str(conversation.id), "state": "start"})
             await c.request("message.edit", {"message_id": first["id"], "body": "edited"})
@@ -368,7 +434,10 @@ async def test_send_rate_limit_then_close_4429(settings: Any) -> None:
         for _ in range(3):
             await send(c, conversation)
         data = await expect_error(
-            "rate_limited", c, "message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"}
+            "rate_limited",
+            c,
+            "message.send",
+            {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"},
         )
         assert data["retry_after_s"] > 0
         # Another device of the same user shares the allowance (it lives in Redis).
@@ -380,10 +449,15 @@ async def test_send_rate_limit_then_close_4429(settings: Any) -> None:
                 {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"},
             )
         await expect_error(
-            "rate_limited", c, "message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"}
+            "rate_limited",
+            c,
+            "message.send",
+            {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"},
         )
         with pytest.raises(FrameError):
-            await c.request("message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"})
+            await c.request(
+                "message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"}
+            )
         with pytest.raises(ConnectionError) as closed:
             await c.recv_frame(5)
         assert "4429" in str(closed.value)

@@ -23,7 +23,10 @@ pytestmark = pytest.mark.django_db
 def _local_storage(settings: Any, tmp_path: Path) -> Path:
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}},
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
     }
     return tmp_path
 
@@ -53,7 +56,11 @@ def test_upload_send_and_fetch_by_members_only(client: Client, tmp_path: Path) -
     assert mine["Content-Type"] == "image/png" and mine["X-Content-Type-Options"] == "nosniff"
 
     message_send(
-        sender=customer, conversation_id=conversation.id, client_id="a", body="", attachment_ids=[uuid.UUID(body["id"])]
+        sender=customer,
+        conversation_id=conversation.id,
+        client_id="a",
+        body="",
+        attachment_ids=[uuid.UUID(body["id"])],
     )
     fetched = client.get(body["url"], **auth_headers(provider))
     assert fetched.status_code == 200 and b"".join(fetched.streaming_content) == b"\x89PNG fake"
@@ -87,7 +94,10 @@ def test_type_and_size_limits(client: Client, settings: Any) -> None:
 
 
 def test_storage_is_configurable_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert config_settings._storages("local")["default"]["BACKEND"] == "django.core.files.storage.FileSystemStorage"
+    assert (
+        config_settings._storages("local")["default"]["BACKEND"]
+        == "django.core.files.storage.FileSystemStorage"
+    )
     monkeypatch.setenv("AWS_STORAGE_BUCKET_NAME", "hub-attachments")
     monkeypatch.setenv("AWS_S3_ENDPOINT_URL", "http://127.0.0.1:9000")
     s3 = config_settings._storages("s3")["default"]

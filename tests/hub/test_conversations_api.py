@@ -12,7 +12,13 @@ from hub.models import Block, Conversation, ConversationMember, Message
 from hub.services.conversations import pair_key
 from hub.services.messages import message_send
 from tests.conftest import auth_headers
-from tests.factories import AdminFactory, BookingFactory, CustomerFactory, ProviderFactory, booking_with_conversation
+from tests.factories import (
+    AdminFactory,
+    BookingFactory,
+    CustomerFactory,
+    ProviderFactory,
+    booking_with_conversation,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +32,9 @@ def get(client: Client, user: Any, path: str, **params: Any) -> Any:
 
 
 def say(user: Any, conversation: Any, body: str = "hi") -> Message:
-    return message_send(sender=user, conversation_id=conversation.id, client_id=str(uuid.uuid4()), body=body).message
+    return message_send(
+        sender=user, conversation_id=conversation.id, client_id=str(uuid.uuid4()), body=body
+    ).message
 
 
 # --- opening: the authorisation matrix ----------------------------------------------------------
@@ -84,33 +92,51 @@ def test_booking_conversation_rules(client: Client) -> None:
     booking = BookingFactory()
     customer, provider = booking.customer, booking.provider.user
     response = post(
-        client, customer, "/api/conversations", {"participant_id": str(provider.id), "booking_id": str(booking.id)}
+        client,
+        customer,
+        "/api/conversations",
+        {"participant_id": str(provider.id), "booking_id": str(booking.id)},
     )
     assert response.status_code == 201
     body = response.json()
     assert body["kind"] == "booking" and body["booking_id"] == str(booking.id)
     again = post(
-        client, provider, "/api/conversations", {"participant_id": str(customer.id), "booking_id": str(booking.id)}
+        client,
+        provider,
+        "/api/conversations",
+        {"participant_id": str(customer.id), "booking_id": str(booking.id)},
     )
     assert again.status_code == 200 and again.json()["id"] == body["id"]
     # Admins may open it (without becoming a member); strangers may not; the participant must be a party.
     admin = AdminFactory()
     response = post(
-        client, admin, "/api/conversations", {"participant_id": str(customer.id), "booking_id": str(booking.id)}
+        client,
+        admin,
+        "/api/conversations",
+        {"participant_id": str(customer.id), "booking_id": str(booking.id)},
     )
     assert response.status_code == 200 and response.json()["id"] == body["id"]
     assert not ConversationMember.objects.filter(user=admin).exists()
     stranger = CustomerFactory()
     response = post(
-        client, stranger, "/api/conversations", {"participant_id": str(provider.id), "booking_id": str(booking.id)}
+        client,
+        stranger,
+        "/api/conversations",
+        {"participant_id": str(provider.id), "booking_id": str(booking.id)},
     )
     assert response.status_code == 403 and response.json()["code"] == "forbidden"
     response = post(
-        client, customer, "/api/conversations", {"participant_id": str(stranger.id), "booking_id": str(booking.id)}
+        client,
+        customer,
+        "/api/conversations",
+        {"participant_id": str(stranger.id), "booking_id": str(booking.id)},
     )
     assert response.status_code == 400
     response = post(
-        client, customer, "/api/conversations", {"participant_id": str(provider.id), "booking_id": str(uuid.uuid4())}
+        client,
+        customer,
+        "/api/conversations",
+        {"participant_id": str(provider.id), "booking_id": str(uuid.uuid4())},
     )
     assert response.status_code == 404
 
@@ -143,7 +169,9 @@ def test_list_with_unread_counts_last_message_and_cursor(client: Client) -> None
     assert [c["id"] for c in page["results"]] == [str(c1.id), str(c2.id)]
     assert page["unread_total"] == 4
     first = page["results"][1]
-    assert first["unread_count"] == 2 and first["last_message"]["id"] == str(mine.id) and first["last_seq"] == 3
+    assert (
+        first["unread_count"] == 2 and first["last_message"]["id"] == str(mine.id) and first["last_seq"] == 3
+    )
     assert {m["id"] for m in first["members"]} == {str(customer.id), str(p2.id)}
     assert page["next"]
     rest = get(client, customer, "/api/conversations", limit=2, cursor=page["next"]).json()
@@ -184,7 +212,9 @@ def test_send_history_and_read_over_http(client: Client) -> None:
     assert post(client, customer, path, {"client_id": "k2", "body": "  "}).status_code == 400
     stranger = CustomerFactory()
     assert post(client, stranger, path, {"client_id": "k3", "body": "x"}).status_code == 403
-    missing = post(client, customer, f"/api/conversations/{uuid.uuid4()}/messages", {"client_id": "k4", "body": "x"})
+    missing = post(
+        client, customer, f"/api/conversations/{uuid.uuid4()}/messages", {"client_id": "k4", "body": "x"}
+    )
     assert missing.status_code == 404
     for i in range(8):
         say(provider, conversation, f"p{i}")  # seqs 3..10
@@ -210,7 +240,9 @@ def test_send_history_and_read_over_http(client: Client) -> None:
     assert read.json() == {"conversation_id": str(conversation.id), "read_seq": 5, "unread_count": 5}
     read = post(client, customer, f"/api/conversations/{conversation.id}/read", {"seq": 2})
     assert read.json()["read_seq"] == 5
-    assert post(client, customer, f"/api/conversations/{conversation.id}/read", {"seq": -3}).status_code == 400
+    assert (
+        post(client, customer, f"/api/conversations/{conversation.id}/read", {"seq": -3}).status_code == 400
+    )
     assert post(client, stranger, f"/api/conversations/{conversation.id}/read", {"seq": 1}).status_code == 403
     delivered = post(client, provider, f"/api/conversations/{conversation.id}/delivered", {"seq": 1000})
     assert delivered.json() == {"conversation_id": str(conversation.id), "delivered_seq": 10}
@@ -220,9 +252,13 @@ def test_edit_and_delete_over_http(client: Client) -> None:
     booking, conversation = booking_with_conversation()
     message = say(booking.customer, conversation, "first")
     path = f"/api/messages/{message.id}"
-    other = client.patch(path, {"body": "x"}, content_type="application/json", **auth_headers(booking.provider.user))
+    other = client.patch(
+        path, {"body": "x"}, content_type="application/json", **auth_headers(booking.provider.user)
+    )
     assert other.status_code == 403
-    edited = client.patch(path, {"body": "second"}, content_type="application/json", **auth_headers(booking.customer))
+    edited = client.patch(
+        path, {"body": "second"}, content_type="application/json", **auth_headers(booking.customer)
+    )
     assert edited.status_code == 200 and edited.json()["body"] == "second" and edited.json()["edited_at"]
     deleted = client.delete(path, **auth_headers(booking.customer))
     assert deleted.status_code == 200 and deleted.json()["deleted"] is True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.http import FileResponse, HttpResponseRedirect
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from hub import serialize
 from hub.errors import BadRequest, TooLarge
+from hub.models import User
 from hub.services import attachments as att_services
 from hub.services import conversations as conv_services
 from hub.services import messages as msg_services
@@ -104,6 +105,11 @@ class BlockIn(serializers.Serializer):
     user_id = serializers.UUIDField()
 
 
+def me(request: Request) -> User:
+    """The authenticated user (every view here requires authentication)."""
+    return cast(User, request.user)
+
+
 def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     s = serializer_class(data=data)
     s.is_valid(raise_exception=True)
@@ -139,7 +145,7 @@ class ConversationsView(APIView):
     def get(self, request: Request) -> Response:
         limit = min(_int_param(request, "limit", minimum=1) or 50, 100)
         views, next_cursor = conv_services.conversation_list(
-            user=request.user,  # type: ignore[arg-type]
+            user=me(request),
             cursor=request.query_params.get("cursor") or None,
             limit=limit,
         )
@@ -147,7 +153,7 @@ class ConversationsView(APIView):
             {
                 "results": [serialize.conversation(v) for v in views],
                 "next": next_cursor,
-                "unread_total": conv_services.unread_total(user=request.user),  # type: ignore[arg-type]
+                "unread_total": conv_services.unread_total(user=me(request)),
             }
         )
 
@@ -159,12 +165,12 @@ class ConversationsView(APIView):
     def post(self, request: Request) -> Response:
         data = _valid(OpenIn, request.data)
         conversation, created = conv_services.conversation_open(
-            user=request.user,  # type: ignore[arg-type]
+            user=me(request),
             participant_id=data["participant_id"],
             booking_id=data.get("booking_id"),
         )
         # An admin may open a booking's conversation without being one of its members.
-        membership = conversation.memberships.filter(user_id=request.user.pk).first()
+        membership = conversation.memberships.filter(user_id=me(request).pk).first()
         if membership is None:
             view = conv_services.ConversationView(
                 conversation=conversation,
@@ -175,7 +181,7 @@ class ConversationsView(APIView):
             )
         else:
             membership.conversation = conversation
-            view = conv_services.conversation_views(user=request.user, memberships=[membership])[0]  # type: ignore[arg-type]
+            view = conv_services.conversation_views(user=me(request), memberships=[membership])[0]
         return Response(serialize.conversation(view), status=201 if created else 200)
 
 
@@ -186,7 +192,7 @@ class ConversationDetailView(APIView):
         operation_id="conversation_retrieve",
     )
     def get(self, request: Request, conversation_id: uuid.UUID) -> Response:
-        view = conv_services.conversation_view(user=request.user, conversation_id=conversation_id)  # type: ignore[arg-type]
+        view = conv_services.conversation_view(user=me(request), conversation_id=conversation_id)
         return Response(serialize.conversation(view))
 
 
@@ -230,7 +236,7 @@ class MessagesView(APIView):
         limit = _int_param(request, "limit", minimum=1) or msg_services.HISTORY_DEFAULT_LIMIT
         limit = min(limit, msg_services.HISTORY_MAX_LIMIT)
         page, more = msg_services.message_history(
-            user=request.user,  # type: ignore[arg-type]
+            user=me(request),
             conversation_id=conversation_id,
             before=before,
             after=after,
@@ -252,7 +258,7 @@ class MessagesView(APIView):
     def post(self, request: Request, conversation_id: uuid.UUID) -> Response:
         data = _valid(SendIn, request.data)
         sent = msg_services.message_send(
-            sender=request.user,  # type: ignore[arg-type]
+            sender=me(request),
             conversation_id=conversation_id,
             client_id=data.get("client_id") or str(uuid.uuid4()),
             body=data.get("body", ""),
@@ -276,9 +282,9 @@ class ReadView(APIView):
     def post(self, request: Request, conversation_id: uuid.UUID) -> Response:
         data = _valid(SeqIn, request.data)
         result = conv_services.conversation_read(
-            user=request.user,
+            user=me(request),
             conversation_id=conversation_id,
-            seq=data["seq"],  # type: ignore[arg-type]
+            seq=data["seq"],
         )
         return Response(
             {
@@ -303,9 +309,9 @@ class DeliveredView(APIView):
     def post(self, request: Request, conversation_id: uuid.UUID) -> Response:
         data = _valid(SeqIn, request.data)
         result = conv_services.conversation_delivered(
-            user=request.user,
+            user=me(request),
             conversation_id=conversation_id,
-            seq=data["seq"],  # type: ignore[arg-type]
+            seq=data["seq"],
         )
         return Response({"conversation_id": str(conversation_id), "delivered_seq": result.delivered_seq})
 
@@ -314,14 +320,14 @@ class MessageDetailView(APIView):
     @extend_schema(request=EditIn, responses={200: MessageOut}, summary="Edit my message (as `message.edit`)")
     def patch(self, request: Request, message_id: uuid.UUID) -> Response:
         data = _valid(EditIn, request.data)
-        sent = msg_services.message_edit(user=request.user, message_id=message_id, body=data["body"])  # type: ignore[arg-type]
+        sent = msg_services.message_edit(user=me(request), message_id=message_id, body=data["body"])
         return Response(sent.as_data())
 
     @extend_schema(
         request=None, responses={200: MessageOut}, summary="Delete my message (as `message.delete`)"
     )
     def delete(self, request: Request, message_id: uuid.UUID) -> Response:
-        sent = msg_services.message_delete(user=request.user, message_id=message_id)  # type: ignore[arg-type]
+        sent = msg_services.message_delete(user=me(request), message_id=message_id)
         return Response(sent.as_data())
 
 
@@ -352,7 +358,7 @@ class AttachmentsView(APIView):
         upload = request.FILES.get("file")
         if upload is None:
             raise BadRequest("Send the file as multipart/form-data field `file`.")
-        attachment = att_services.attachment_upload(user=request.user, file=upload)  # type: ignore[arg-type]
+        attachment = att_services.attachment_upload(user=me(request), file=upload)
         return Response(serialize.attachment(attachment), status=201)
 
 
@@ -362,15 +368,15 @@ class AttachmentDetailView(APIView):
         summary="The file, for members of its conversation (or its uploader before it is sent)",
     )
     def get(self, request: Request, attachment_id: uuid.UUID) -> Any:
-        attachment = att_services.access_attachment(user=request.user, attachment_id=attachment_id)  # type: ignore[arg-type]
+        attachment = att_services.access_attachment(user=me(request), attachment_id=attachment_id)
         storage = attachment.file.storage
         inline = attachment.content_type.startswith("image/")
         if getattr(storage, "querystring_auth", False):
             # S3: a short-lived signed URL to the private object, handed to an authorised member only.
-            response: Any = HttpResponseRedirect(storage.url(attachment.file.name))
+            response: Any = HttpResponseRedirect(storage.url(str(attachment.file.name)))
         else:
             response = FileResponse(
-                storage.open(attachment.file.name, "rb"),
+                storage.open(str(attachment.file.name), "rb"),
                 content_type=attachment.content_type,
                 as_attachment=not inline,
                 filename=attachment.name,
@@ -389,7 +395,7 @@ BlockOut = inline_serializer("Block", {"user": UserOut, "created_at": serializer
 class BlocksView(APIView):
     @extend_schema(responses={200: _page("BlockPage", BlockOut)}, summary="Users I have blocked")
     def get(self, request: Request) -> Response:
-        blocks = conv_services.block_list(user=request.user)  # type: ignore[arg-type]
+        blocks = conv_services.block_list(user=me(request))
         return Response({"results": [serialize.block(b) for b in blocks], "next": None})
 
     @extend_schema(
@@ -399,12 +405,12 @@ class BlocksView(APIView):
     )
     def post(self, request: Request) -> Response:
         data = _valid(BlockIn, request.data)
-        block, created = conv_services.block_create(user=request.user, user_id=data["user_id"])  # type: ignore[arg-type]
+        block, created = conv_services.block_create(user=me(request), user_id=data["user_id"])
         return Response(serialize.block(block), status=201 if created else 200)
 
 
 class BlockDetailView(APIView):
     @extend_schema(request=None, responses={204: None}, summary="Unblock a user")
     def delete(self, request: Request, user_id: uuid.UUID) -> Response:
-        conv_services.block_delete(user=request.user, user_id=user_id)  # type: ignore[arg-type]
+        conv_services.block_delete(user=me(request), user_id=user_id)
         return Response(status=204)

@@ -49,7 +49,7 @@ def attachment_upload(*, user: User, file: UploadedFile) -> Attachment:
     try:
         attachment.save()
     except Exception:
-        attachment.file.storage.delete(attachment.file.name)
+        attachment.file.storage.delete(str(attachment.file.name))
         raise
     return attachment
 

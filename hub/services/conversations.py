@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,7 +252,7 @@ def _decode_cursor(cursor: str, n: int) -> list[str]:
     return parts
 
 
-def conversation_views(*, user: User, memberships: list[ConversationMember]) -> list[ConversationView]:
+def conversation_views(*, user: User, memberships: Sequence[ConversationMember]) -> list[ConversationView]:
     """List entries (members, last message, unread) for memberships with their conversations loaded."""
     if not memberships:
         return []

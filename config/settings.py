@@ -118,6 +118,7 @@ def _storages(kind: str) -> dict[str, dict[str, object]]:
                 "default_acl": "private",
                 "querystring_auth": True,
                 "querystring_expire": env.int("AWS_QUERYSTRING_EXPIRE", default=300),
+                "signature_version": env.str("AWS_S3_SIGNATURE_VERSION", default="s3v4"),
                 "file_overwrite": False,
             },
         }

@@ -108,7 +108,7 @@ async def test_body_limits() -> None:
 
 
 async def test_send_to_unknown_or_foreign_conversation() -> None:
-    customer, _, conversation = await chat()
+    _, _, conversation = await chat()
     stranger = await sync_to_async(CustomerFactory)()
     async with ws_connect(stranger) as s:
         await expect_error(
@@ -352,7 +352,7 @@ async def test_presence_online_at_first_device_offline_after_last() -> None:
     customer, provider, _ = await chat()
     async with ws_connect(provider) as watcher:
         d1 = ws_connect(customer)
-        c1 = await d1.__aenter__()
+        await d1.__aenter__()
         event = await watcher.event("presence")
         assert event["user_id"] == str(customer.id) and event["status"] == "online"
         d2 = ws_connect(customer)

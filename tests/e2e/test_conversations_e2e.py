@@ -96,12 +96,12 @@ async def fire_and_collect(
     return [replies[f"{prefix}{i}"] for i in range(n)]
 
 
-async def created_seqs(client: SocketClient, count: int, timeout: float = 30) -> list[int]:
+async def created_seqs(client: SocketClient, count: int) -> list[int]:
     """The seqs of the next `count` message.created events (backlog first)."""
     seqs = [e["data"]["message"]["seq"] for e in client.events if e["type"] == "message.created"]
     client.events = [e for e in client.events if e["type"] != "message.created"]
     while len(seqs) < count:
-        frame = await client.recv_frame(timeout)
+        frame = await client.recv_frame(30)
         if frame["type"] == "message.created":
             seqs.append(frame["data"]["message"]["seq"])
     return seqs

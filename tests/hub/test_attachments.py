@@ -108,3 +108,35 @@ def test_storage_is_configurable_from_the_environment(monkeypatch: pytest.Monkey
     assert options["querystring_auth"] is True
     with pytest.raises(ValueError):
         config_settings._storages("ftp")
+
+
+def test_s3_storage_hands_members_a_short_lived_signed_url(client: Client, settings: Any) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": "hub-attachments",
+                "endpoint_url": "http://127.0.0.1:9",
+                "region_name": "us-east-1",
+                "access_key": "test-key",
+                "secret_key": "test-secret",
+                "default_acl": "private",
+                "querystring_auth": True,
+                "querystring_expire": 120,
+                "signature_version": "s3v4",
+            },
+        },
+    }
+    user = CustomerFactory()
+    attachment = Attachment.objects.create(
+        uploader=user, file=f"attachments/{user.id}/x/a.png", name="a.png", content_type="image/png", size=3
+    )
+    response = client.get(f"/api/attachments/{attachment.id}", **auth_headers(user))
+    assert response.status_code == 302
+    location = response["Location"]
+    assert location.startswith("http://127.0.0.1:9/hub-attachments/attachments/")
+    assert "X-Amz-Signature=" in location and "X-Amz-Expires=120" in location
+    assert (
+        client.get(f"/api/attachments/{attachment.id}", **auth_headers(CustomerFactory())).status_code == 403
+    )

@@ -66,7 +66,7 @@ def test_sync_costs_the_same_for_many_conversations(django_assert_max_num_querie
     customer = booking.customer
     cursors = {}
     for _ in range(12):
-        b, conversation = booking_with_conversation(customer=customer)
+        _, conversation = booking_with_conversation(customer=customer)
         for i in range(3):
             message_post_system(conversation=conversation, body=f"s{i}")
         cursors[conversation.id] = 1

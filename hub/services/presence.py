@@ -10,7 +10,6 @@ whichever process sees it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Iterable
@@ -25,7 +24,7 @@ from django.utils.dateparse import parse_datetime
 from hub import realtime
 from hub.errors import BadRequest
 from hub.models import User
-from hub.redis_clients import async_redis
+from hub.redis_clients import async_redis, sync_redis
 from hub.serialize import iso
 from hub.services.conversations import blocked_either_way, conversation_peers, shares_conversation
 
@@ -279,11 +278,10 @@ async def presence_query(*, user: User, user_ids: Iterable[uuid.UUID]) -> dict[s
     return result
 
 
-async def presence_reset_for_tests() -> None:
-    """Forget this process's connections (tests start each with an empty Redis)."""
-    _tracker.local.clear()
-    if _tracker.task is not None:
-        _tracker.task.cancel()
-        with contextlib.suppress(BaseException):
-            await _tracker.task
-        _tracker.task = None
+def online_user_ids(*, user_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """From sync code (e.g. notification routing): which of these users have a live connection now."""
+    ids = list(dict.fromkeys(user_ids))
+    if not ids:
+        return set()
+    raw = sync_redis().eval(_QUERY, 2, CONNS, SEEN, *[str(i) for i in ids])
+    return {user_id for n, user_id in enumerate(ids) if int(raw[2 * n])}

@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from hub.models import Attachment, Block, ConversationMember, Message
 from hub.services.attachments import attachment_upload
+from hub.services.presence import online_user_ids
 from tests.conftest import ws_connect
 from tests.factories import AdminFactory, CustomerFactory, booking_with_conversation
 from tests.wsclient import FrameError
@@ -358,6 +359,10 @@ async def test_presence_online_at_first_device_offline_after_last() -> None:
         d2 = ws_connect(customer)
         c2 = await d2.__aenter__()
         await watcher.no_event("presence", within=0.3)
+        assert await sync_to_async(online_user_ids)(user_ids=[customer.id, provider.id, uuid.uuid4()]) == {
+            customer.id,
+            provider.id,
+        }
         reply = await c2.request("presence.query", {"user_ids": [str(provider.id), str(customer.id)]})
         assert reply["presence"][str(provider.id)]["status"] == "online"
         assert reply["presence"][str(customer.id)]["status"] == "online"

@@ -109,10 +109,10 @@ def _storages(kind: str) -> dict[str, dict[str, object]]:
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {
                 "bucket_name": env.str("AWS_STORAGE_BUCKET_NAME"),
-                "region_name": env.str("AWS_S3_REGION_NAME", default=None),
-                "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default=None),
-                "access_key": env.str("AWS_ACCESS_KEY_ID", default=None),
-                "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default=None),
+                "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+                "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+                "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
+                "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default="") or None,
                 "location": env.str("AWS_LOCATION", default=""),
                 # Private objects; the hub hands members short-lived signed URLs only.
                 "default_acl": "private",
@@ -132,23 +132,21 @@ def _storages(kind: str) -> dict[str, dict[str, object]]:
 
 STORAGES = _storages(HUB_STORAGE)
 HUB_ATTACHMENT_MAX_BYTES = env.int("HUB_ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
-HUB_ATTACHMENT_TYPES = env.list(
-    "HUB_ATTACHMENT_TYPES",
-    default=[
-        "image/jpeg",
-        "image/png",
-        "image/gif",
-        "image/webp",
-        "image/heic",
-        "application/pdf",
-        "text/plain",
-        "audio/mpeg",
-        "audio/mp4",
-        "audio/ogg",
-        "video/mp4",
-        "video/quicktime",
-    ],
-)
+# An empty value (as in .env.example) means the default list, not "nothing allowed".
+HUB_ATTACHMENT_TYPES = env.list("HUB_ATTACHMENT_TYPES", default=[]) or [
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/heic",
+    "application/pdf",
+    "text/plain",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/ogg",
+    "video/mp4",
+    "video/quicktime",
+]
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 

@@ -467,3 +467,53 @@ async def test_send_rate_limit_then_close_4429(settings: Any) -> None:
             await c.recv_frame(5)
         assert "4429" in str(closed.value)
     assert await sync_to_async(Message.objects.count)() == 3
+
+
+# --- the authorisation matrix ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("actor", "send", "read", "typing", "sync"),
+    [
+        ("member", "ok", "ok", "ok", "ok"),
+        ("blocked member", "forbidden", "ok", "ok", "ok"),
+        ("blocking member", "forbidden", "ok", "ok", "ok"),
+        ("non-member", "forbidden", "forbidden", "forbidden", "forbidden"),
+        ("admin non-member", "forbidden", "forbidden", "forbidden", "forbidden"),
+    ],
+)
+async def test_authorisation_matrix(actor: str, send: str, read: str, typing: str, sync: str) -> None:
+    customer, provider, conversation = await chat()
+    user = customer
+    if actor == "blocked member":
+        await sync_to_async(Block.objects.create)(blocker=provider, blocked=customer)
+    elif actor == "blocking member":
+        await sync_to_async(Block.objects.create)(blocker=customer, blocked=provider)
+    elif actor == "non-member":
+        user = await sync_to_async(CustomerFactory)()
+    elif actor == "admin non-member":
+        user = await sync_to_async(AdminFactory)()
+    conv = str(conversation.id)
+    requests = {
+        "send": ("message.send", {"conversation_id": conv, "client_id": cid(), "body": "x"}),
+        "read": ("conversation.read", {"conversation_id": conv, "seq": 0}),
+        "typing": ("typing", {"conversation_id": conv, "state": "start"}),
+        "sync": ("sync", {"cursors": {conv: 0}}),
+    }
+    expected = {"send": send, "read": read, "typing": typing, "sync": sync}
+    async with ws_connect(user) as client:
+        for name, (frame_type, data) in requests.items():
+            try:
+                await client.request(frame_type, data)
+                outcome = "ok"
+            except FrameError as err:
+                outcome = str(err.code)
+            assert outcome == expected[name], (actor, name)
+
+
+async def test_unknown_and_malformed_message_ids() -> None:
+    customer, _, _ = await chat()
+    async with ws_connect(customer) as c:
+        await expect_error("not_found", c, "message.delete", {"message_id": str(uuid.uuid4())})
+        await expect_error("bad_request", c, "message.delete", {"message_id": "42"})
+        await expect_error("bad_request", c, "message.edit", {"message_id": str(uuid.uuid4())})

@@ -79,6 +79,7 @@ async def message_send(conn: Connection, data: MessageSendIn) -> dict[str, Any]:
             client_id=data.client_id,
             body=data.body,
             attachment_ids=data.attachment_ids,
+            defer_announce=True,
         )
     except RateLimited:
         # Refused sends in a row: past the allowance the client is flooding, close 4429.
@@ -88,6 +89,7 @@ async def message_send(conn: Connection, data: MessageSendIn) -> dict[str, Any]:
             conn.close_after_answer(CLOSE_FLOODING, "flooding")
         raise
     conn.state[STRIKES] = 0
+    await sent.announce()
     return {"message": sent.as_data()}
 
 

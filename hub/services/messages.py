@@ -6,6 +6,7 @@ processes), and a rollback rolls the counter back too, so seqs stay gap-free and
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from hub.services.conversations import (
     refuse_non_member,
     unread_counts,
 )
+
+log = logging.getLogger(__name__)
 
 _CONV_PK = Conversation._meta.pk
 
@@ -130,9 +133,20 @@ class Sent:
     message: Message
     attachments: list[Attachment] = field(default_factory=list)
     created: bool = True
+    # With message_send(defer_announce=True): the `message.created` recipients, for the caller.
+    announce_to: list[uuid.UUID] = field(default_factory=list)
 
     def as_data(self) -> dict[str, Any]:
         return serialize.message(self.message, attachments=self.attachments)
+
+    async def announce(self) -> None:
+        """Emit the deferred `message.created` (the message is committed: message_send has returned)."""
+        if not self.announce_to:
+            return
+        try:
+            await realtime.emit_async("message.created", {"message": self.as_data()}, to=self.announce_to)
+        except Exception:  # like on_commit(robust=True): the message is stored; devices recover via sync
+            log.exception("message.created for %s not announced", self.message.id)
 
 
 def message_send(
@@ -142,12 +156,18 @@ def message_send(
     client_id: str,
     body: str,
     attachment_ids: Sequence[uuid.UUID] = (),
+    defer_announce: bool = False,
 ) -> Sent:
     """Store the message once per (sender, client_id); announce it to the members after commit.
 
     Hot path: one query for members and blocks, then the seq UPDATE and the INSERT (plus two for
     attachments when there are any). A repeated client_id is found by the unique constraint rather
-    than a look-up before every insert, so a first send pays nothing for idempotency."""
+    than a look-up before every insert, so a first send pays nothing for idempotency.
+
+    `defer_announce=True` (async callers outside any transaction) leaves the broadcast to
+    `await sent.announce()`, saving the worker thread a blocking hop back to the event loop."""
+    if defer_announce:
+        assert not transaction.get_connection().in_atomic_block, "deferred announce needs its own commit"
     checked_body(body, allow_empty=bool(attachment_ids))
     ratelimit.message_send_allowance(user_id=sender.id)
     audience = conversation_audience(conversation_id=conversation_id, actor_id=sender.id)
@@ -169,7 +189,8 @@ def message_send(
             )
             if attachments:
                 attachments_claim(message=message, attachments=attachments)
-            announce_created(message, to=audience.members, attachments=attachments)
+            if not defer_announce:
+                announce_created(message, to=audience.members, attachments=attachments)
     except IntegrityError:
         # The same client_id from this sender was stored first (maybe by a concurrent request):
         # this transaction rolled back (seq included), and the first message is the answer.
@@ -177,7 +198,9 @@ def message_send(
         if existing is None:
             raise
         return Sent(message=existing, attachments=list(existing.attachments.all()), created=False)
-    return Sent(message=message, attachments=attachments)
+    return Sent(
+        message=message, attachments=attachments, announce_to=audience.members if defer_announce else []
+    )
 
 
 def _own_message(*, user: User, message_id: uuid.UUID) -> Message:

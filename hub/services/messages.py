@@ -214,15 +214,14 @@ def _own_message(*, user: User, message_id: uuid.UUID) -> Message:
 
 def message_edit(*, user: User, message_id: uuid.UUID, body: str) -> Sent:
     """Replace the body of one's own message; `message.updated` to the members."""
-    checked_body(body)
+    checked_body(body, allow_empty=True)
     with transaction.atomic():
         message = _own_message(user=user, message_id=message_id)
         if message.deleted_at is not None:
             raise Conflict("The message was deleted.")
         audience = access_audience(user=user, conversation_id=message.conversation_id)
         attachments = list(message.attachments.all())
-        if not body.strip() and not attachments:
-            raise BadRequest("A message body needs at least one non-blank character.")
+        checked_body(body, allow_empty=bool(attachments))  # a caption may be emptied, a text may not
         message.body = body
         message.edited_at = timezone.now()
         message.save(update_fields=["body", "edited_at"])

@@ -10,7 +10,6 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config import daphne_options  # noqa: E402
-
 from consumers.auth import handshake_stack  # noqa: E402
 from consumers.routing import websocket_urlpatterns  # noqa: E402
 

@@ -10,7 +10,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEV_SECRET = "dev-only-insecure-secret-change-me"
 
@@ -197,6 +198,9 @@ HUB_SEND_FLOOD_CLOSE_AFTER = env.int("HUB_SEND_FLOOD_CLOSE_AFTER", default=10)
 HUB_TYPING_EXPIRES_S = env.int("HUB_TYPING_EXPIRES_S", default=8)
 # A connection's presence entry in Redis lives this long unless its process refreshes it.
 HUB_PRESENCE_TTL_S = env.int("HUB_PRESENCE_TTL_S", default=60)
+
+# Live booking status (PROTOCOL §2.2): at most one live-location fix per booking per interval.
+HUB_BOOKING_LOCATION_INTERVAL_MS = env.int("HUB_BOOKING_LOCATION_INTERVAL_MS", default=1000)
 
 # Calls (PROTOCOL §2.3)
 HUB_CALL_RING_S = env.int("HUB_CALL_RING_S", default=45)

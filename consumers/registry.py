@@ -33,7 +33,7 @@ Hook = Callable[["Connection"], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Route:
-    type: str
+    frame_type: str
     schema: type[BaseModel]
     func: HandlerFunc
 

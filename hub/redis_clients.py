@@ -10,9 +10,7 @@ import redis
 import redis.asyncio as aredis
 from django.conf import settings
 
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = (
-    weakref.WeakKeyDictionary()
-)
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = weakref.WeakKeyDictionary()
 
 
 @lru_cache(maxsize=4)

@@ -33,6 +33,8 @@ def booking(b: Booking, *, conversation_id: Any = None) -> dict[str, Any]:
         "notes": b.notes,
         "pricing": b.pricing,
         "conversation_id": str(conv_id) if conv_id else None,
+        # The provider's last fix (PROTOCOL §2.2), only while en route.
+        "live_location": b.live_location if b.status == "en_route" else None,
     }
 
 

@@ -41,7 +41,9 @@ class HubClient(abc.ABC):
     async def recv_frame(self, timeout: float = 5.0) -> dict[str, Any]:
         return json.loads(await self.recv_text(timeout))
 
-    async def request(self, frame_type: str, data: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
+    async def request(
+        self, frame_type: str, data: dict[str, Any] | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
         """Send a request; return the reply's data (events seen meanwhile are kept), raise FrameError."""
         ref = f"r{next(_refs)}"
         frame: dict[str, Any] = {"type": frame_type, "ref": ref}
@@ -80,7 +82,7 @@ class HubClient(abc.ABC):
         while (left := deadline - loop.time()) > 0:
             try:
                 got = await self.recv_frame(left)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 return
             assert got["type"] != frame_type, got
             self.events.append(got)

@@ -87,9 +87,7 @@ class OpenIn(serializers.Serializer):
 
 class SendIn(serializers.Serializer):
     client_id = serializers.CharField(required=False, min_length=1, max_length=64, trim_whitespace=False)
-    body = serializers.CharField(
-        required=False, allow_blank=True, trim_whitespace=False, max_length=64 * 1024
-    )
+    body = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=64 * 1024)
     attachment_ids = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=10)
 
 
@@ -323,9 +321,7 @@ class MessageDetailView(APIView):
         sent = msg_services.message_edit(user=me(request), message_id=message_id, body=data["body"])
         return Response(sent.as_data())
 
-    @extend_schema(
-        request=None, responses={200: MessageOut}, summary="Delete my message (as `message.delete`)"
-    )
+    @extend_schema(request=None, responses={200: MessageOut}, summary="Delete my message (as `message.delete`)")
     def delete(self, request: Request, message_id: uuid.UUID) -> Response:
         sent = msg_services.message_delete(user=me(request), message_id=message_id)
         return Response(sent.as_data())

@@ -50,8 +50,16 @@ def _broker() -> None:
 def readyz(request: HttpRequest) -> JsonResponse:
     """Ready when the database, Redis and the Celery broker all answer; 503 otherwise."""
     checks: dict[str, Any] = {}
-    ok = all([_check("database", _database, checks), _check("redis", _redis, checks), _check("broker", _broker, checks)])
-    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    ok = all(
+        [
+            _check("database", _database, checks),
+            _check("redis", _redis, checks),
+            _check("broker", _broker, checks),
+        ]
+    )
+    return JsonResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+    )
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

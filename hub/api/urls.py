@@ -3,6 +3,7 @@
 from django.urls import path
 
 from hub.api import conversations as conv
+from hub.api.bookings import BookingStatusView, BookingView
 from hub.api.tickets import WsTicketView
 
 urlpatterns = [
@@ -21,4 +22,6 @@ urlpatterns = [
     path("attachments/<uuid:attachment_id>", conv.AttachmentDetailView.as_view(), name="attachment"),
     path("blocks", conv.BlocksView.as_view(), name="blocks"),
     path("blocks/<uuid:user_id>", conv.BlockDetailView.as_view(), name="block"),
+    path("bookings/<str:booking_id>", BookingView.as_view(), name="booking"),
+    path("bookings/<str:booking_id>/status", BookingStatusView.as_view(), name="booking-status"),
 ]

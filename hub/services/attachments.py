@@ -81,9 +81,7 @@ def attachments_claimable(*, user: User, attachment_ids: Sequence[uuid.UUID]) ->
         raise BadRequest(f"At most {MAX_PER_MESSAGE} attachments per message.")
     found = {
         a.id: a
-        for a in Attachment.objects.select_for_update().filter(
-            id__in=ids, uploader_id=user.id, message__isnull=True
-        )
+        for a in Attachment.objects.select_for_update().filter(id__in=ids, uploader_id=user.id, message__isnull=True)
     }
     missing = [str(i) for i in ids if i not in found]
     if missing:

@@ -167,13 +167,9 @@ def conversation_open(
             raise NotFound("No such booking.", booking_id=str(booking_id))
         parties = {booking.customer_id, booking.provider_id}
         if user.id not in parties and not user.is_admin:
-            raise PermissionDenied(
-                "Only the booking's customer and provider (or an admin) may open its conversation."
-            )
+            raise PermissionDenied("Only the booking's customer and provider (or an admin) may open its conversation.")
         if participant.id not in parties:
-            raise BadRequest(
-                "participant_id is not a party to this booking.", participant_id=str(participant_id)
-            )
+            raise BadRequest("participant_id is not a party to this booking.", participant_id=str(participant_id))
         existed = Conversation.objects.filter(booking=booking).exists()
         return conversation_for_booking(booking=booking), not existed
     if not _may_talk(user, participant):
@@ -275,9 +271,7 @@ def conversation_views(*, user: User, memberships: Sequence[ConversationMember])
     ids = [m.conversation_id for m in memberships]
     members: dict[uuid.UUID, list[User]] = {cid: [] for cid in ids}
     for row in (
-        ConversationMember.objects.filter(conversation_id__in=ids)
-        .select_related("user")
-        .order_by("joined_at", "id")
+        ConversationMember.objects.filter(conversation_id__in=ids).select_related("user").order_by("joined_at", "id")
     ):
         members[row.conversation_id].append(row.user)
     last_cond = Q()
@@ -345,9 +339,7 @@ class ReceiptResult:
     unread_count: int
 
 
-def _advance(
-    *, user: User, conversation_id: uuid.UUID, seq: int, read: bool
-) -> tuple[ConversationMember, bool, bool]:
+def _advance(*, user: User, conversation_id: uuid.UUID, seq: int, read: bool) -> tuple[ConversationMember, bool, bool]:
     """Move read (and delivered) or only delivered forward to min(seq, last_seq); never backwards."""
     if seq < 0:
         raise BadRequest("seq must be >= 0.")
@@ -411,12 +403,8 @@ def conversation_delivered(*, user: User, conversation_id: uuid.UUID, seq: int) 
     """Delivered up to and including `seq` (clamped); never backwards."""
     membership, _, moved = _advance(user=user, conversation_id=conversation_id, seq=seq, read=False)
     if moved:
-        _receipt(
-            "receipt.delivered", user=user, conversation_id=conversation_id, seq=membership.delivered_seq
-        )
-    return ReceiptResult(
-        read_seq=membership.read_seq, delivered_seq=membership.delivered_seq, unread_count=-1
-    )
+        _receipt("receipt.delivered", user=user, conversation_id=conversation_id, seq=membership.delivered_seq)
+    return ReceiptResult(read_seq=membership.read_seq, delivered_seq=membership.delivered_seq, unread_count=-1)
 
 
 # --- typing -------------------------------------------------------------------------------------

@@ -46,8 +46,7 @@ def _next_seq(conversation_id: uuid.UUID, now: Any) -> int:
     """Take the conversation's next seq; the row stays locked until the transaction ends."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_message_at = %s"
-            " WHERE id = %s RETURNING last_seq",
+            "UPDATE conversations SET last_seq = last_seq + 1, last_message_at = %s WHERE id = %s RETURNING last_seq",
             [now, _CONV_PK.get_db_prep_value(conversation_id, connection)],  # type: ignore[union-attr]
         )
         row = cursor.fetchone()
@@ -82,18 +81,12 @@ def message_append(
 
 
 def member_ids(conversation_id: uuid.UUID) -> list[uuid.UUID]:
-    return list(
-        ConversationMember.objects.filter(conversation_id=conversation_id).values_list("user_id", flat=True)
-    )
+    return list(ConversationMember.objects.filter(conversation_id=conversation_id).values_list("user_id", flat=True))
 
 
-def announce_created(
-    message: Message, *, to: list[uuid.UUID], attachments: list[Attachment] | None = None
-) -> None:
+def announce_created(message: Message, *, to: list[uuid.UUID], attachments: list[Attachment] | None = None) -> None:
     """`message.created` to every device of the given members, after commit."""
-    realtime.emit(
-        "message.created", {"message": serialize.message(message, attachments=attachments or [])}, to=to
-    )
+    realtime.emit("message.created", {"message": serialize.message(message, attachments=attachments or [])}, to=to)
 
 
 def message_post_system(
@@ -105,9 +98,7 @@ def message_post_system(
 ) -> Message:
     """A hub-authored message (booking status, call summary) in a conversation, announced to its members."""
     with transaction.atomic():
-        message = message_append(
-            conversation_id=conversation.id, sender=None, kind=kind, body=body, data=data
-        )
+        message = message_append(conversation_id=conversation.id, sender=None, kind=kind, body=body, data=data)
         announce_created(message, to=member_ids(conversation.id))
     return message
 
@@ -177,9 +168,7 @@ def message_send(
         raise PermissionDenied("A block stands between you and a member of this conversation.")
     try:
         with transaction.atomic():
-            attachments = (
-                attachments_claimable(user=sender, attachment_ids=attachment_ids) if attachment_ids else []
-            )
+            attachments = attachments_claimable(user=sender, attachment_ids=attachment_ids) if attachment_ids else []
             message = message_append(
                 conversation_id=conversation_id,
                 sender=sender,
@@ -198,9 +187,7 @@ def message_send(
         if existing is None:
             raise
         return Sent(message=existing, attachments=list(existing.attachments.all()), created=False)
-    return Sent(
-        message=message, attachments=attachments, announce_to=audience.members if defer_announce else []
-    )
+    return Sent(message=message, attachments=attachments, announce_to=audience.members if defer_announce else [])
 
 
 def _own_message(*, user: User, message_id: uuid.UUID) -> Message:
@@ -289,9 +276,7 @@ def message_history(
     return _serialized(list(reversed(rows[:limit]))), more
 
 
-def sync(
-    *, user: User, cursors: dict[uuid.UUID, int], limit: int = SYNC_DEFAULT_LIMIT
-) -> list[dict[str, Any]]:
+def sync(*, user: User, cursors: dict[uuid.UUID, int], limit: int = SYNC_DEFAULT_LIMIT) -> list[dict[str, Any]]:
     """Catch-up for exactly the conversations in `cursors`: messages with seq > cursor, oldest first.
 
     A fixed number of queries however many conversations are asked for: memberships, receipts,
@@ -320,9 +305,9 @@ def sync(
         )
     read: dict[uuid.UUID, dict[str, int]] = {cid: {} for cid in ids}
     delivered: dict[uuid.UUID, dict[str, int]] = {cid: {} for cid in ids}
-    for cid, uid, read_seq, delivered_seq in ConversationMember.objects.filter(
-        conversation_id__in=ids
-    ).values_list("conversation_id", "user_id", "read_seq", "delivered_seq"):
+    for cid, uid, read_seq, delivered_seq in ConversationMember.objects.filter(conversation_id__in=ids).values_list(
+        "conversation_id", "user_id", "read_seq", "delivered_seq"
+    ):
         read[cid][str(uid)] = read_seq
         delivered[cid][str(uid)] = delivered_seq
     cond = Q()

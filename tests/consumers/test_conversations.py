@@ -196,9 +196,7 @@ async def test_edit_and_delete_by_sender_only(settings: Any, tmp_path: Any) -> N
         await expect_error("forbidden", p, "message.edit", {"message_id": message["id"], "body": "hacked"})
         await expect_error("forbidden", p, "message.delete", {"message_id": message["id"]})
         await expect_error("not_found", c, "message.edit", {"message_id": str(uuid.uuid4()), "body": "x"})
-        await expect_error(
-            "bad_request", c, "message.edit", {"message_id": message["id"], "body": "x" * 4001}
-        )
+        await expect_error("bad_request", c, "message.edit", {"message_id": message["id"], "body": "x" * 4001})
 
         edited = (await c.request("message.edit", {"message_id": message["id"], "body": "fixed"}))["message"]
         assert edited["body"] == "fixed" and edited["edited_at"] and edited["seq"] == message["seq"]
@@ -214,9 +212,7 @@ async def test_edit_and_delete_by_sender_only(settings: Any, tmp_path: Any) -> N
         }
         await expect_error("conflict", c, "message.edit", {"message_id": message["id"], "body": "again"})
         # Deleting twice answers the same and announces nothing.
-        assert (await c.request("message.delete", {"message_id": message["id"]}))["message"][
-            "deleted"
-        ] is True
+        assert (await c.request("message.delete", {"message_id": message["id"]}))["message"]["deleted"] is True
         await p.no_event("message.deleted", within=0.3)
     stored = await sync_to_async(Message.objects.get)(id=message["id"])
     assert stored.body == "" and stored.deleted_at is not None
@@ -251,9 +247,7 @@ async def test_read_and_delivered_receipts() -> None:
         reply = await p.request("conversation.read", {"conversation_id": str(conversation.id), "seq": 99})
         assert reply["read_seq"] == 3 and reply["unread_count"] == 0
         assert (await c.event("receipt.read"))["seq"] == 3
-        await expect_error(
-            "bad_request", p, "conversation.read", {"conversation_id": str(conversation.id), "seq": -1}
-        )
+        await expect_error("bad_request", p, "conversation.read", {"conversation_id": str(conversation.id), "seq": -1})
 
     member = await sync_to_async(ConversationMember.objects.get)(conversation=conversation, user=provider)
     assert (member.read_seq, member.delivered_seq) == (3, 3)  # reading implies delivered
@@ -264,9 +258,7 @@ async def test_receipts_refused_to_non_members() -> None:
     stranger = await sync_to_async(CustomerFactory)()
     async with ws_connect(stranger) as s:
         for frame_type in ("conversation.read", "conversation.delivered"):
-            await expect_error(
-                "forbidden", s, frame_type, {"conversation_id": str(conversation.id), "seq": 1}
-            )
+            await expect_error("forbidden", s, frame_type, {"conversation_id": str(conversation.id), "seq": 1})
             await expect_error("not_found", s, frame_type, {"conversation_id": str(uuid.uuid4()), "seq": 1})
 
 
@@ -289,13 +281,9 @@ async def test_typing_goes_to_the_other_members_only() -> None:
         await c2.no_event("typing", within=0.3)
         await c1.request("typing", {"conversation_id": str(conversation.id), "state": "stop"})
         assert (await p.event("typing"))["state"] == "stop"
-        await expect_error(
-            "bad_request", c1, "typing", {"conversation_id": str(conversation.id), "state": "maybe"}
-        )
+        await expect_error("bad_request", c1, "typing", {"conversation_id": str(conversation.id), "state": "maybe"})
     async with ws_connect(stranger) as s:
-        await expect_error(
-            "forbidden", s, "typing", {"conversation_id": str(conversation.id), "state": "start"}
-        )
+        await expect_error("forbidden", s, "typing", {"conversation_id": str(conversation.id), "state": "start"})
 
 
 # --- sync --------------------------------------------------------------------------------------------
@@ -460,9 +448,7 @@ async def test_send_rate_limit_then_close_4429(settings: Any) -> None:
             {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"},
         )
         with pytest.raises(FrameError):
-            await c.request(
-                "message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"}
-            )
+            await c.request("message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"})
         with pytest.raises(ConnectionError) as closed:
             await c.recv_frame(5)
         assert "4429" in str(closed.value)

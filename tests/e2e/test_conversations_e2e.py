@@ -60,9 +60,7 @@ def chat() -> tuple[Any, Any, Any]:
 
 
 async def connect(server: ServerProcess, user: Any) -> Any:
-    ws = await websockets.connect(
-        server.ws_url, additional_headers={"Authorization": f"Bearer {token_for(user)}"}
-    )
+    ws = await websockets.connect(server.ws_url, additional_headers={"Authorization": f"Bearer {token_for(user)}"})
     client = SocketClient(ws)
     hello = await client.recv_frame(10)
     assert hello["type"] == "hello"
@@ -79,9 +77,7 @@ def send_frame(conversation: Any, ref: str, body: str) -> str:
     )
 
 
-async def fire_and_collect(
-    client: SocketClient, conversation: Any, prefix: str, n: int
-) -> list[dict[str, Any]]:
+async def fire_and_collect(client: SocketClient, conversation: Any, prefix: str, n: int) -> list[dict[str, Any]]:
     """Send n message.send frames without waiting, then read until every one is answered."""
     for i in range(n):
         await client.ws.send(send_frame(conversation, f"{prefix}{i}", f"{prefix} {i}"))

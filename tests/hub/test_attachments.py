@@ -94,10 +94,7 @@ def test_type_and_size_limits(client: Client, settings: Any) -> None:
 
 
 def test_storage_is_configurable_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert (
-        config_settings._storages("local")["default"]["BACKEND"]
-        == "django.core.files.storage.FileSystemStorage"
-    )
+    assert config_settings._storages("local")["default"]["BACKEND"] == "django.core.files.storage.FileSystemStorage"
     monkeypatch.setenv("AWS_STORAGE_BUCKET_NAME", "hub-attachments")
     monkeypatch.setenv("AWS_S3_ENDPOINT_URL", "http://127.0.0.1:9000")
     s3 = config_settings._storages("s3")["default"]
@@ -137,6 +134,4 @@ def test_s3_storage_hands_members_a_short_lived_signed_url(client: Client, setti
     location = response["Location"]
     assert location.startswith("http://127.0.0.1:9/hub-attachments/attachments/")
     assert "X-Amz-Signature=" in location and "X-Amz-Expires=120" in location
-    assert (
-        client.get(f"/api/attachments/{attachment.id}", **auth_headers(CustomerFactory())).status_code == 403
-    )
+    assert client.get(f"/api/attachments/{attachment.id}", **auth_headers(CustomerFactory())).status_code == 403

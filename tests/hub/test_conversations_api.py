@@ -32,9 +32,7 @@ def get(client: Client, user: Any, path: str, **params: Any) -> Any:
 
 
 def say(user: Any, conversation: Any, body: str = "hi") -> Message:
-    return message_send(
-        sender=user, conversation_id=conversation.id, client_id=str(uuid.uuid4()), body=body
-    ).message
+    return message_send(sender=user, conversation_id=conversation.id, client_id=str(uuid.uuid4()), body=body).message
 
 
 # --- opening: the authorisation matrix ----------------------------------------------------------
@@ -169,9 +167,7 @@ def test_list_with_unread_counts_last_message_and_cursor(client: Client) -> None
     assert [c["id"] for c in page["results"]] == [str(c1.id), str(c2.id)]
     assert page["unread_total"] == 4
     first = page["results"][1]
-    assert (
-        first["unread_count"] == 2 and first["last_message"]["id"] == str(mine.id) and first["last_seq"] == 3
-    )
+    assert first["unread_count"] == 2 and first["last_message"]["id"] == str(mine.id) and first["last_seq"] == 3
     assert {m["id"] for m in first["members"]} == {str(customer.id), str(p2.id)}
     assert page["next"]
     rest = get(client, customer, "/api/conversations", limit=2, cursor=page["next"]).json()
@@ -212,9 +208,7 @@ def test_send_history_and_read_over_http(client: Client) -> None:
     assert post(client, customer, path, {"client_id": "k2", "body": "  "}).status_code == 400
     stranger = CustomerFactory()
     assert post(client, stranger, path, {"client_id": "k3", "body": "x"}).status_code == 403
-    missing = post(
-        client, customer, f"/api/conversations/{uuid.uuid4()}/messages", {"client_id": "k4", "body": "x"}
-    )
+    missing = post(client, customer, f"/api/conversations/{uuid.uuid4()}/messages", {"client_id": "k4", "body": "x"})
     assert missing.status_code == 404
     for i in range(8):
         say(provider, conversation, f"p{i}")  # seqs 3..10
@@ -240,9 +234,7 @@ def test_send_history_and_read_over_http(client: Client) -> None:
     assert read.json() == {"conversation_id": str(conversation.id), "read_seq": 5, "unread_count": 5}
     read = post(client, customer, f"/api/conversations/{conversation.id}/read", {"seq": 2})
     assert read.json()["read_seq"] == 5
-    assert (
-        post(client, customer, f"/api/conversations/{conversation.id}/read", {"seq": -3}).status_code == 400
-    )
+    assert post(client, customer, f"/api/conversations/{conversation.id}/read", {"seq": -3}).status_code == 400
     assert post(client, stranger, f"/api/conversations/{conversation.id}/read", {"seq": 1}).status_code == 403
     delivered = post(client, provider, f"/api/conversations/{conversation.id}/delivered", {"seq": 1000})
     assert delivered.json() == {"conversation_id": str(conversation.id), "delivered_seq": 10}
@@ -252,13 +244,9 @@ def test_edit_and_delete_over_http(client: Client) -> None:
     booking, conversation = booking_with_conversation()
     message = say(booking.customer, conversation, "first")
     path = f"/api/messages/{message.id}"
-    other = client.patch(
-        path, {"body": "x"}, content_type="application/json", **auth_headers(booking.provider.user)
-    )
+    other = client.patch(path, {"body": "x"}, content_type="application/json", **auth_headers(booking.provider.user))
     assert other.status_code == 403
-    edited = client.patch(
-        path, {"body": "second"}, content_type="application/json", **auth_headers(booking.customer)
-    )
+    edited = client.patch(path, {"body": "second"}, content_type="application/json", **auth_headers(booking.customer))
     assert edited.status_code == 200 and edited.json()["body"] == "second" and edited.json()["edited_at"]
     deleted = client.delete(path, **auth_headers(booking.customer))
     assert deleted.status_code == 200 and deleted.json()["deleted"] is True

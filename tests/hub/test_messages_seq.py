@@ -34,7 +34,7 @@ def test_concurrent_appends_are_gap_free() -> None:
 
 @pytest.mark.django_db
 def test_rolled_back_append_leaves_no_gap() -> None:
-    booking, conversation = booking_with_conversation()
+    _, conversation = booking_with_conversation()
     with pytest.raises(RuntimeError), transaction.atomic():
         message_append(conversation_id=conversation.id, sender=None, kind=MessageKind.SYSTEM, body="x")
         raise RuntimeError

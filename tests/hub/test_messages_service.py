@@ -24,9 +24,7 @@ def test_send_hot_path_query_count(django_assert_num_queries: Any) -> None:
     # members+blocks, seq UPDATE … RETURNING, INSERT; plus the savepoint pair the test's own
     # transaction forces around the inner atomic block (none in production, where it is the outer one).
     with django_assert_num_queries(5):
-        sent = message_send(
-            sender=customer, conversation_id=conversation.id, client_id=str(uuid.uuid4()), body="hi"
-        )
+        sent = message_send(sender=customer, conversation_id=conversation.id, client_id=str(uuid.uuid4()), body="hi")
     assert sent.created and sent.message.seq == 2
     # A repeated client_id (rare): the same checks, the rolled-back attempt, then the first message
     # and its attachments.
@@ -44,9 +42,7 @@ def test_concurrent_repeats_of_one_client_id_create_one_message(settings: Any) -
     def attempt(_: int) -> tuple[str, bool]:
         try:
             barrier.wait()
-            sent = message_send(
-                sender=booking.customer, conversation_id=conversation.id, client_id="dup", body="x"
-            )
+            sent = message_send(sender=booking.customer, conversation_id=conversation.id, client_id="dup", body="x")
             return str(sent.message.id), sent.created
         finally:
             connection.close()

@@ -67,7 +67,12 @@ class Command(BaseCommand):
         pair_rows = self._pairs(pairs)
         out = {
             "users": [
-                {"id": str(u.id), "email": u.email, "role": u.role, "token": jwt_mint(user=u, ttl_s=TOKEN_TTL_S)}
+                {
+                    "id": str(u.id),
+                    "email": u.email,
+                    "role": u.role,
+                    "token": jwt_mint(user=u, ttl_s=TOKEN_TTL_S),
+                }
                 for u in users
             ],
             "pairs": pair_rows,
@@ -88,7 +93,9 @@ class Command(BaseCommand):
 
     def _marketplace(self) -> list[User]:
         categories = {
-            slug: Category.objects.get_or_create(id=stable_id("cat", slug), defaults={"name": name, "slug": slug})[0]
+            slug: Category.objects.get_or_create(
+                id=stable_id("cat", slug), defaults={"name": name, "slug": slug}
+            )[0]
             for name, slug in CATEGORIES
         }
         users: list[User] = []
@@ -100,8 +107,13 @@ class Command(BaseCommand):
             )
             service, _ = Service.objects.get_or_create(
                 id=stable_id("service", email),
-                defaults={"provider": provider, "category": categories[cat], "name": service_name,
-                          "price": Decimal(price), "duration_minutes": 90},
+                defaults={
+                    "provider": provider,
+                    "category": categories[cat],
+                    "name": service_name,
+                    "price": Decimal(price),
+                    "duration_minutes": 90,
+                },
             )
             users.append(user)
             services.append(service)
@@ -117,11 +129,17 @@ class Command(BaseCommand):
             booking, _ = Booking.objects.get_or_create(
                 id=stable_id("booking", customer.id, service.id),
                 defaults={
-                    "customer": customer, "provider": service.provider, "service": service,
+                    "customer": customer,
+                    "provider": service.provider,
+                    "service": service,
                     "status": BookingStatus.CONFIRMED if i % 2 else BookingStatus.PENDING,
                     "scheduled_at": now + timedelta(days=i + 1, hours=10),
                     "duration_minutes": service.duration_minutes,
-                    "location": {"address": f"{10 + i} Demo Street, Springfield", "lat": 39.78, "lng": -89.65},
+                    "location": {
+                        "address": f"{10 + i} Demo Street, Springfield",
+                        "lat": 39.78,
+                        "lng": -89.65,
+                    },
                     "pricing": {"amount": str(service.price), "currency": service.currency},
                 },
             )
@@ -138,41 +156,82 @@ class Command(BaseCommand):
         now = timezone.now().replace(second=0, microsecond=0)
         with transaction.atomic():
             users = [
-                User(id=cid, email=f"pair{i}-customer@demo.loconomy.test", display_name=f"Customer {i}",
-                     role=Role.CUSTOMER, phone=phone_for(10_000 + i), password="!")
+                User(
+                    id=cid,
+                    email=f"pair{i}-customer@demo.loconomy.test",
+                    display_name=f"Customer {i}",
+                    role=Role.CUSTOMER,
+                    phone=phone_for(10_000 + i),
+                    password="!",
+                )
                 for i, (cid, _) in ids.items()
             ] + [
-                User(id=pid, email=f"pair{i}-provider@demo.loconomy.test", display_name=f"Provider {i}",
-                     role=Role.PROVIDER, phone=phone_for(20_000 + i), password="!")
+                User(
+                    id=pid,
+                    email=f"pair{i}-provider@demo.loconomy.test",
+                    display_name=f"Provider {i}",
+                    role=Role.PROVIDER,
+                    phone=phone_for(20_000 + i),
+                    password="!",
+                )
                 for i, (_, pid) in ids.items()
             ]
             User.objects.bulk_create(users, ignore_conflicts=True)
             Provider.objects.bulk_create(
-                [Provider(user_id=pid, business_name=f"Provider {i} Services", is_verified=True)
-                 for i, (_, pid) in ids.items()],
+                [
+                    Provider(user_id=pid, business_name=f"Provider {i} Services", is_verified=True)
+                    for i, (_, pid) in ids.items()
+                ],
                 ignore_conflicts=True,
             )
             Service.objects.bulk_create(
-                [Service(id=stable_id("pair-s", i), provider_id=pid, category=category, name="Home cleaning",
-                         price=Decimal("80.00"), duration_minutes=120) for i, (_, pid) in ids.items()],
+                [
+                    Service(
+                        id=stable_id("pair-s", i),
+                        provider_id=pid,
+                        category=category,
+                        name="Home cleaning",
+                        price=Decimal("80.00"),
+                        duration_minutes=120,
+                    )
+                    for i, (_, pid) in ids.items()
+                ],
                 ignore_conflicts=True,
             )
             Booking.objects.bulk_create(
-                [Booking(id=stable_id("pair-b", i), customer_id=cid, provider_id=pid,
-                         service_id=stable_id("pair-s", i), status=BookingStatus.PENDING,
-                         scheduled_at=now + timedelta(days=1 + i % 7, hours=i % 9),
-                         duration_minutes=120, location={"address": f"{i} Pair Avenue"},
-                         pricing={"amount": "80.00", "currency": "USD"}) for i, (cid, pid) in ids.items()],
+                [
+                    Booking(
+                        id=stable_id("pair-b", i),
+                        customer_id=cid,
+                        provider_id=pid,
+                        service_id=stable_id("pair-s", i),
+                        status=BookingStatus.PENDING,
+                        scheduled_at=now + timedelta(days=1 + i % 7, hours=i % 9),
+                        duration_minutes=120,
+                        location={"address": f"{i} Pair Avenue"},
+                        pricing={"amount": "80.00", "currency": "USD"},
+                    )
+                    for i, (cid, pid) in ids.items()
+                ],
                 ignore_conflicts=True,
             )
             Conversation.objects.bulk_create(
-                [Conversation(id=stable_id("pair-conv", i), kind=ConversationKind.BOOKING,
-                              booking_id=stable_id("pair-b", i)) for i in wanted],
+                [
+                    Conversation(
+                        id=stable_id("pair-conv", i),
+                        kind=ConversationKind.BOOKING,
+                        booking_id=stable_id("pair-b", i),
+                    )
+                    for i in wanted
+                ],
                 ignore_conflicts=True,
             )
             ConversationMember.objects.bulk_create(
-                [ConversationMember(conversation_id=stable_id("pair-conv", i), user_id=uid)
-                 for i, pair in ids.items() for uid in pair],
+                [
+                    ConversationMember(conversation_id=stable_id("pair-conv", i), user_id=uid)
+                    for i, pair in ids.items()
+                    for uid in pair
+                ],
                 ignore_conflicts=True,
             )
         conv_by_booking = dict(
@@ -184,12 +243,22 @@ class Command(BaseCommand):
         rows = []
         for i, (cid, pid) in ids.items():
             customer, provider = by_id[cid], by_id[pid]
-            rows.append({
-                "conversation_id": str(conv_by_booking[stable_id("pair-b", i)]),
-                "booking_id": str(stable_id("pair-b", i)),
-                "customer": {"id": str(cid), "email": customer.email, "token": jwt_mint(user=customer, ttl_s=TOKEN_TTL_S)},
-                "provider": {"id": str(pid), "email": provider.email, "token": jwt_mint(user=provider, ttl_s=TOKEN_TTL_S)},
-            })
+            rows.append(
+                {
+                    "conversation_id": str(conv_by_booking[stable_id("pair-b", i)]),
+                    "booking_id": str(stable_id("pair-b", i)),
+                    "customer": {
+                        "id": str(cid),
+                        "email": customer.email,
+                        "token": jwt_mint(user=customer, ttl_s=TOKEN_TTL_S),
+                    },
+                    "provider": {
+                        "id": str(pid),
+                        "email": provider.email,
+                        "token": jwt_mint(user=provider, ttl_s=TOKEN_TTL_S),
+                    },
+                }
+            )
         return rows
 
     def _banner(self, out: dict[str, Any]) -> None:

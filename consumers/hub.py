@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import orjson
+from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -25,6 +26,10 @@ from hub.errors import BadRequest, HubError
 from hub.realtime import user_group
 
 log = logging.getLogger(__name__)
+
+# What servers raise when the application sends after the client closed: daphne (autobahn)
+# raises Disconnected; ASGI 2.4 servers raise an OSError.
+SEND_AFTER_CLOSE: tuple[type[BaseException], ...] = (Disconnected, OSError)
 
 CLOSE_TOO_LARGE = 1009
 CLOSE_IDLE = 4408
@@ -49,9 +54,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self.close(code=code, reason=reason)
             return
         user = self.scope["user"]
-        self.conn = Connection(
-            user=user, connection_id=uuid.uuid4().hex, channel_name=self.channel_name, consumer=self
-        )
+        self.conn = Connection(user=user, connection_id=uuid.uuid4().hex, channel_name=self.channel_name, consumer=self)
         self._last_rx = time.monotonic()
         assert self.channel_layer is not None
         await self.channel_layer.group_add(user_group(user.id), self.channel_name)
@@ -103,14 +106,22 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         metrics.WS_FRAMES_OUT.labels(frame["type"]).inc()
-        await self.send(text_data=orjson.dumps(frame).decode())
+        await self._send_text(orjson.dumps(frame).decode())
+
+    async def _send_text(self, text: str) -> None:
+        """Send, unless the peer has just gone: a reply or event racing the client's close must not
+        crash the consumer, or `disconnect` (group discard, presence) would never run."""
+        try:
+            await self.send(text_data=text)
+        except SEND_AFTER_CLOSE as exc:
+            log.debug("dropped a frame for a closed connection: %s", exc)
 
     async def hub_event(self, message: dict[str, Any]) -> None:
         """An event from the channel layer, already encoded for its recipients."""
         if self.conn is None or message.get("exclude") == self.channel_name:
             return
         metrics.WS_FRAMES_OUT.labels("event").inc()
-        await self.send(text_data=message["text"])
+        await self._send_text(message["text"])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.conn is None:

@@ -149,7 +149,9 @@ async def presence_query(conn: Connection, data: PresenceQueryIn) -> dict[str, A
 
 @on_connect
 async def presence_online(conn: Connection) -> None:
-    await presence_services.presence_connect(user_id=conn.user_id, connection_id=conn.connection_id)
+    await presence_services.presence_connect(
+        user_id=conn.user_id, connection_id=conn.connection_id, owner=conn.consumer
+    )
 
 
 @on_disconnect

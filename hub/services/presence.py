@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -156,6 +157,10 @@ class _Tracker:
 
     def __init__(self) -> None:
         self.local: dict[str, uuid.UUID] = {}
+        # The object that owns each connection (its consumer), weakly: if it vanished without its
+        # disconnect running (a crash), the refresh loop lets the connection go instead of
+        # keeping its user online for ever.
+        self.owners: dict[str, weakref.ref[Any]] = {}
         self.task: asyncio.Task[None] | None = None
 
     def ensure_running(self) -> None:
@@ -181,6 +186,9 @@ class _Tracker:
             await asyncio.sleep(interval)
 
     async def refresh(self) -> None:
+        for conn_id, owner in list(self.owners.items()):
+            if owner() is None and conn_id in self.local:
+                await presence_disconnect(user_id=self.local[conn_id], connection_id=conn_id)
         items = list(self.local.items())
         for start in range(0, len(items), 500):
             chunk = items[start : start + 500]
@@ -196,9 +204,11 @@ class _Tracker:
 _tracker = _Tracker()
 
 
-async def presence_connect(*, user_id: uuid.UUID, connection_id: str) -> bool:
-    """Register a connection; announce `online` if it is the user's first. True when announced."""
+async def presence_connect(*, user_id: uuid.UUID, connection_id: str, owner: Any = None) -> bool:
+    """Register a connection (owned by `owner`, held weakly); announce `online` if it is the user's first."""
     _tracker.local[connection_id] = user_id
+    if owner is not None:
+        _tracker.owners[connection_id] = weakref.ref(owner)
     _tracker.ensure_running()
     came = await _script("touch", _TOUCH)(keys=[CONNS, EXPIRY], args=[_ttl(), str(user_id), connection_id])
     if came:
@@ -210,6 +220,7 @@ async def presence_connect(*, user_id: uuid.UUID, connection_id: str) -> bool:
 async def presence_disconnect(*, user_id: uuid.UUID, connection_id: str) -> bool:
     """Drop a connection; announce `offline` if it was the user's last. True when announced."""
     _tracker.local.pop(connection_id, None)
+    _tracker.owners.pop(connection_id, None)
     _tracker.stop_if_idle()
     now = timezone.now()
     last = await _script("leave", _LEAVE)(

@@ -503,3 +503,39 @@ async def test_unknown_and_malformed_message_ids() -> None:
         await expect_error("not_found", c, "message.delete", {"message_id": str(uuid.uuid4())})
         await expect_error("bad_request", c, "message.delete", {"message_id": "42"})
         await expect_error("bad_request", c, "message.edit", {"message_id": str(uuid.uuid4())})
+
+
+async def test_a_crashed_owner_does_not_keep_its_user_online() -> None:
+    import gc
+
+    from hub.services import presence
+
+    customer, provider, _ = await chat()
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    async with ws_connect(provider) as watcher:
+        await presence.presence_connect(user_id=customer.id, connection_id="ghost", owner=owner)
+        assert (await watcher.event("presence"))["status"] == "online"
+        del owner
+        gc.collect()
+        await presence._tracker.refresh()
+        event = await watcher.event("presence")
+        assert (event["user_id"], event["status"]) == (str(customer.id), "offline")
+        assert "ghost" not in presence._tracker.local
+
+
+async def test_a_frame_for_a_connection_that_just_closed_is_dropped() -> None:
+    from autobahn.exception import Disconnected
+
+    from consumers.hub import HubConsumer
+
+    consumer = HubConsumer()
+
+    async def closed(message: dict[str, Any]) -> None:
+        raise Disconnected("Attempt to send on a closed protocol")
+
+    consumer.base_send = closed
+    await consumer.send_frame({"type": "reply", "ref": "r", "data": {}})  # no exception: disconnect still runs

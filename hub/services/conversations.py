@@ -36,21 +36,27 @@ from hub.serialize import iso
 
 def conversation_for_booking(*, booking: Booking) -> Conversation:
     """The booking's conversation between its customer and its provider, created when missing."""
-    existing = Conversation.objects.filter(booking=booking).first()
+    conversation, _ = _conversation_get_or_create(
+        {"kind": ConversationKind.BOOKING, "booking": booking}, member_ids=[booking.customer_id, booking.provider_id]
+    )
+    return conversation
+
+
+def _conversation_get_or_create(key: dict[str, Any], *, member_ids: list[uuid.UUID]) -> tuple[Conversation, bool]:
+    """The conversation with this unique key (booking or pair), created with its two members when missing."""
+    lookup = {k: v for k, v in key.items() if k != "kind"}
+    existing = Conversation.objects.filter(**lookup).first()
     if existing is not None:
-        return existing
+        return existing, False
     try:
         with transaction.atomic():
-            conversation = Conversation.objects.create(kind=ConversationKind.BOOKING, booking=booking)
+            conversation = Conversation.objects.create(**key)
             ConversationMember.objects.bulk_create(
-                [
-                    ConversationMember(conversation=conversation, user_id=booking.customer_id),
-                    ConversationMember(conversation=conversation, user_id=booking.provider_id),
-                ]
+                [ConversationMember(conversation=conversation, user_id=uid) for uid in member_ids]
             )
-            return conversation
+            return conversation, True
     except IntegrityError:  # created concurrently by another request
-        return Conversation.objects.get(booking=booking)
+        return Conversation.objects.get(**lookup), False
 
 
 # --- who may see what -------------------------------------------------------------------------
@@ -170,26 +176,16 @@ def conversation_open(
             raise PermissionDenied("Only the booking's customer and provider (or an admin) may open its conversation.")
         if participant.id not in parties:
             raise BadRequest("participant_id is not a party to this booking.", participant_id=str(participant_id))
-        existed = Conversation.objects.filter(booking=booking).exists()
-        return conversation_for_booking(booking=booking), not existed
+        return _conversation_get_or_create(
+            {"kind": ConversationKind.BOOKING, "booking": booking},
+            member_ids=[booking.customer_id, booking.provider_id],
+        )
     if not _may_talk(user, participant):
         raise PermissionDenied("Conversations are between a customer and a provider (or with an admin).")
-    key = pair_key(user.id, participant.id)
-    existing = Conversation.objects.filter(pair_key=key).first()
-    if existing is not None:
-        return existing, False
-    try:
-        with transaction.atomic():
-            conversation = Conversation.objects.create(kind=ConversationKind.DIRECT, pair_key=key)
-            ConversationMember.objects.bulk_create(
-                [
-                    ConversationMember(conversation=conversation, user_id=user.id),
-                    ConversationMember(conversation=conversation, user_id=participant.id),
-                ]
-            )
-            return conversation, True
-    except IntegrityError:  # the same pair opened concurrently
-        return Conversation.objects.get(pair_key=key), False
+    return _conversation_get_or_create(
+        {"kind": ConversationKind.DIRECT, "pair_key": pair_key(user.id, participant.id)},
+        member_ids=[user.id, participant.id],
+    )
 
 
 # --- reading: lists, counts ---------------------------------------------------------------------

@@ -77,7 +77,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # No `SELECT 1` before each unit of work: it doubled the round trips of a chat message. A broken
+    # connection fails one request and is then replaced (Django closes connections after errors).
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False))
 
 AUTH_USER_MODEL = "hub.User"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -92,6 +94,62 @@ STATIC_URL = "static/"
 STATIC_ROOT = RUN_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.path("HUB_MEDIA_ROOT", default=str(RUN_DIR / "media"))
+
+# Attachments go through Django's storage API: local files under HUB_MEDIA_ROOT by default, or S3
+# (django-storages) with HUB_STORAGE=s3. Nothing is ever served from a public media URL: clients
+# fetch /api/attachments/{id}, which checks membership (ADR 0013).
+HUB_STORAGE = env.str("HUB_STORAGE", default="local")
+
+
+def _storages(kind: str) -> dict[str, dict[str, object]]:
+    if kind == "local":
+        default: dict[str, object] = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": None},
+        }
+    elif kind == "s3":
+        default = {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": env.str("AWS_STORAGE_BUCKET_NAME"),
+                "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+                "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+                "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
+                "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default="") or None,
+                "location": env.str("AWS_LOCATION", default=""),
+                # Private objects; the hub hands members short-lived signed URLs only.
+                "default_acl": "private",
+                "querystring_auth": True,
+                "querystring_expire": env.int("AWS_QUERYSTRING_EXPIRE", default=300),
+                "signature_version": env.str("AWS_S3_SIGNATURE_VERSION", default="s3v4"),
+                "file_overwrite": False,
+            },
+        }
+    else:
+        raise ValueError(f"HUB_STORAGE must be 'local' or 's3', not {kind!r}")
+    return {
+        "default": default,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+STORAGES = _storages(HUB_STORAGE)
+HUB_ATTACHMENT_MAX_BYTES = env.int("HUB_ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+# An empty value (as in .env.example) means the default list, not "nothing allowed".
+HUB_ATTACHMENT_TYPES = env.list("HUB_ATTACHMENT_TYPES", default=[]) or [
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/heic",
+    "application/pdf",
+    "text/plain",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/ogg",
+    "video/mp4",
+    "video/quicktime",
+]
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
@@ -131,6 +189,17 @@ HUB_EVENTS_SECRET = env.str("HUB_EVENTS_SECRET", default="whsec_ZGV2LW9ubHktaHVi
 HUB_WS_MAX_FRAME_BYTES = env.int("HUB_WS_MAX_FRAME_BYTES", default=64 * 1024)
 HUB_WS_IDLE_TIMEOUT_S = env.float("HUB_WS_IDLE_TIMEOUT_S", default=90.0)
 HUB_WS_HEARTBEAT_S = env.int("HUB_WS_HEARTBEAT_S", default=30)
+
+# Conversations (PROTOCOL §2.1)
+HUB_MESSAGE_MAX_CHARS = env.int("HUB_MESSAGE_MAX_CHARS", default=4000)
+# Per-user token bucket for message sends, shared by every web process through Redis.
+HUB_SEND_RATE_BURST = env.int("HUB_SEND_RATE_BURST", default=20)
+HUB_SEND_RATE_PER_S = env.float("HUB_SEND_RATE_PER_S", default=10.0)
+# Refused sends in a row on one connection before it is closed with 4429.
+HUB_SEND_FLOOD_CLOSE_AFTER = env.int("HUB_SEND_FLOOD_CLOSE_AFTER", default=10)
+HUB_TYPING_EXPIRES_S = env.int("HUB_TYPING_EXPIRES_S", default=8)
+# A connection's presence entry in Redis lives this long unless its process refreshes it.
+HUB_PRESENCE_TTL_S = env.int("HUB_PRESENCE_TTL_S", default=60)
 
 # Live booking status (PROTOCOL §2.2): at most one live-location fix per booking per interval.
 HUB_BOOKING_LOCATION_INTERVAL_MS = env.int("HUB_BOOKING_LOCATION_INTERVAL_MS", default=1000)

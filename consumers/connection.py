@@ -11,6 +11,8 @@ from hub.models import User
 if TYPE_CHECKING:
     from consumers.hub import HubConsumer
 
+CLOSE_AFTER_ANSWER = "close_after_answer"
+
 
 @dataclass
 class Connection:
@@ -28,3 +30,7 @@ class Connection:
     async def send_event(self, frame_type: str, data: dict[str, Any]) -> None:
         """Send an event frame to this connection only."""
         await self.consumer.send_frame({"type": frame_type, "data": data})
+
+    def close_after_answer(self, code: int, reason: str = "") -> None:
+        """Close the connection with `code` right after the current request's reply or error."""
+        self.state[CLOSE_AFTER_ANSWER] = (code, reason)

@@ -12,20 +12,25 @@ import uuid
 from typing import Any
 
 import orjson
-from channels.consumer import get_handler_name
+from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.consumer import get_handler_name
 from django.conf import settings
 from django.utils import timezone
 from pydantic import ValidationError
 
 from consumers import handlers  # noqa: F401  (registers every request type)
-from consumers.connection import Connection
+from consumers.connection import CLOSE_AFTER_ANSWER, Connection
 from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES
 from hub import metrics, serialize
 from hub.errors import BadRequest, HubError
 from hub.realtime import user_group
 
 log = logging.getLogger(__name__)
+
+# What servers raise when the application sends after the client closed: daphne (autobahn)
+# raises Disconnected; ASGI 2.4 servers raise an OSError.
+SEND_AFTER_CLOSE: tuple[type[BaseException], ...] = (Disconnected, OSError)
 
 CLOSE_TOO_LARGE = 1009
 CLOSE_IDLE = 4408
@@ -50,9 +55,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self.close(code=code, reason=reason)
             return
         user = self.scope["user"]
-        self.conn = Connection(
-            user=user, connection_id=uuid.uuid4().hex, channel_name=self.channel_name, consumer=self
-        )
+        self.conn = Connection(user=user, connection_id=uuid.uuid4().hex, channel_name=self.channel_name, consumer=self)
         self._last_rx = time.monotonic()
         assert self.channel_layer is not None
         await self.channel_layer.group_add(user_group(user.id), self.channel_name)
@@ -74,12 +77,12 @@ class HubConsumer(AsyncWebsocketConsumer):
             await hook(self.conn)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Channels' dispatch without its `aclose_old_connections()` before every message (ADR 0030).
+        """Channels' dispatch without its per-message thread hop to close stale DB connections.
 
-        That call is a round trip through the single sync thread for each event delivered and each
-        frame received: it serialised a fan-out to 3,000 devices at about 1 ms per device. The hub
-        reaches the database only through `database_sync_to_async`, which does the same housekeeping
-        around every call, and `websocket_disconnect` still does it once when a connection ends."""
+        Channels runs `close_old_connections` in the sync thread before every frame and every event
+        (a third of the event loop's time per chat message, measured; ADR 0015). Here no handler
+        touches the database on the event loop: every database call goes through
+        `database_sync_to_async`, which closes stale connections around itself."""
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -116,14 +119,22 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         metrics.WS_FRAMES_OUT.labels(frame["type"]).inc()
-        await self.send(text_data=orjson.dumps(frame).decode())
+        await self._send_text(orjson.dumps(frame).decode())
+
+    async def _send_text(self, text: str) -> None:
+        """Send, unless the peer has just gone: a reply or event racing the client's close must not
+        crash the consumer, or `disconnect` (group discard, presence) would never run."""
+        try:
+            await self.send(text_data=text)
+        except SEND_AFTER_CLOSE as exc:
+            log.debug("dropped a frame for a closed connection: %s", exc)
 
     async def hub_event(self, message: dict[str, Any]) -> None:
         """An event from the channel layer, already encoded for its recipients."""
         if self.conn is None or message.get("exclude") == self.channel_name:
             return
         metrics.WS_FRAMES_OUT.labels("event").inc()
-        await self.send(text_data=message["text"])
+        await self._send_text(message["text"])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.conn is None:
@@ -169,6 +180,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             reply = await route.func(self.conn, payload)
         except HubError as exc:
             await self._error(ref, exc)
+            await self._close_if_asked()
             return
         except Exception:
             log.exception("handler %s failed", frame_type)
@@ -176,6 +188,12 @@ class HubConsumer(AsyncWebsocketConsumer):
             return
         if self.conn is not None:
             await self.send_frame({"type": "reply", "ref": ref, "data": reply or {}})
+            await self._close_if_asked()
+
+    async def _close_if_asked(self) -> None:
+        """A handler asked (Connection.close_after_answer) to close once its answer is out."""
+        if self.conn is not None and (pending := self.conn.state.pop(CLOSE_AFTER_ANSWER, None)):
+            await self.close_with(*pending)
 
     async def _error(self, ref: str | None, exc: HubError) -> None:
         metrics.ERRORS.labels(exc.code, "ws").inc()

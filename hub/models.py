@@ -252,7 +252,8 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     seq = models.PositiveBigIntegerField()
     sender = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
-    client_id = models.UUIDField(null=True, blank=True)
+    # The sender's idempotency key: any string of up to 64 characters (a UUID is typical). See ADR 0010.
+    client_id = models.CharField(max_length=64, null=True, blank=True)
     kind = models.CharField(max_length=16, choices=MessageKind.choices, default=MessageKind.TEXT)
     body = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)

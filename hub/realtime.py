@@ -5,13 +5,17 @@ channel layer is only transport, so anything a client must not miss is persisted
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels_redis.utils import create_pool
 from django.db import transaction
 
 EVENT_MESSAGE_TYPE = "hub.event"
@@ -50,8 +54,69 @@ async def emit_async(
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS is not configured"
     message = layer_message(encode_frame(frame_type, data), exclude_channel=exclude_channel)
-    for user_id in dict.fromkeys(str(u) for u in to):
-        await layer.group_send(user_group(user_id), message)
+    groups = [user_group(user_id) for user_id in dict.fromkeys(str(u) for u in to)]
+    if isinstance(layer, RedisPubSubChannelLayer):
+        await _publish_batched(layer, groups, message)
+        return
+    for group in groups:
+        await layer.group_send(group, message)
+
+
+class _BatchPublisher:
+    """PUBLISHes to one Redis shard, pipelining everything queued while the previous batch was in flight.
+
+    channels-redis publishes through one connection behind a lock, one round trip per group, so
+    under load every event of a process queues behind the others (measured: 400 ms at 150 chat
+    messages/s). Here concurrent emits share round trips; order is kept (FIFO, one pipeline at a
+    time); each emitter still waits until its publishes are done."""
+
+    def __init__(self, host: dict[str, Any]) -> None:
+        self._redis = aioredis.Redis(connection_pool=create_pool(host))
+        self._pending: list[tuple[list[tuple[str, bytes]], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def publish(self, items: list[tuple[str, bytes]]) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((items, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            pipe = self._redis.pipeline(transaction=False)
+            for items, _ in batch:
+                for channel, payload in items:
+                    pipe.publish(channel, payload)
+            try:
+                await pipe.execute()
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+
+async def _publish_batched(layer: RedisPubSubChannelLayer, groups: list[str], message: dict[str, Any]) -> None:
+    """What `group_send` does for each group (same channel names, same serialisation), batched."""
+    inner = layer._get_layer()  # this loop's layer: its shards and naming
+    payload = layer.serialize(message)
+    by_shard: dict[Any, list[tuple[str, bytes]]] = {}
+    for group in groups:
+        channel = inner._get_group_channel_name(group)
+        by_shard.setdefault(inner._get_shard(channel), []).append((channel, payload))
+    publishes = []
+    for shard, items in by_shard.items():
+        publisher = getattr(shard, "_hub_publisher", None)
+        if publisher is None:
+            publisher = shard._hub_publisher = _BatchPublisher(shard.host)
+        publishes.append(publisher.publish(items))
+    await asyncio.gather(*publishes)
 
 
 async def send_to_channel(channel_name: str, frame_type: str, data: dict[str, Any]) -> None:

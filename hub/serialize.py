@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from hub.models import Attachment, Booking, Message, User
+from hub.models import Attachment, Block, Booking, Message, User
 
 
 def iso(value: datetime | None) -> str | None:
@@ -73,3 +73,27 @@ def message(m: Message, *, attachments: list[Attachment] | None = None) -> dict[
         "edited_at": iso(m.edited_at),
         "deleted": deleted,
     }
+
+
+def conversation(view: Any) -> dict[str, Any]:
+    """A conversation list entry (hub.services.conversations.ConversationView) for its member."""
+    c, me = view.conversation, view.membership
+    return {
+        "id": str(c.id),
+        "kind": c.kind,
+        "booking_id": str(c.booking_id) if c.booking_id else None,
+        "members": [user_public(u) for u in view.members],
+        "last_seq": c.last_seq,
+        "last_message": message(view.last_message, attachments=list(view.last_message.attachments.all()))
+        if view.last_message is not None
+        else None,
+        "last_message_at": iso(c.last_message_at),
+        "read_seq": me.read_seq,
+        "delivered_seq": me.delivered_seq,
+        "unread_count": view.unread_count,
+        "created_at": iso(c.created_at),
+    }
+
+
+def block(b: Block) -> dict[str, Any]:
+    return {"user": user_public(b.blocked), "created_at": iso(b.created_at)}

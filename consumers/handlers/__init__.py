@@ -1,3 +1,3 @@
 """Every request type's handler module; importing this package registers them all."""
 
-from consumers.handlers import basic, bookings  # noqa: F401
+from consumers.handlers import basic, bookings, conversations  # noqa: F401

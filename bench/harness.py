@@ -31,6 +31,8 @@ from bench import loadgen, report
 from bench.servers import LABELS, ROOT, RUN, TARGETS, Server, Services, make_server
 
 DEFAULT_OUT = ROOT / "bench" / "results"
+# `--profile-gil`: sample only the thread holding the GIL (where CPU goes, not where threads wait).
+PY_SPY_EXTRA: list[str] = []
 SCENARIOS = ("chat", "idle", "storm", "fanout")
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -52,6 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rates": "100",
         "rooms": 4,
         "procs": 2,
+        "chat_procs": 2,
         "idle": 20,
         "storm": 20,
         "storm_concurrency": 4,
@@ -78,9 +81,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, from chat,idle,storm,fanout")
     parser.add_argument("--rates", default="500,1000,1500,2000,3000", help="chat rates, msgs/s across all rooms")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per chat rate")
-    parser.add_argument("--drain", type=float, default=10.0, help="seconds to wait for stragglers after a rate")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=10.0,
+        help="after a rate, seconds without any delivery after which what is missing counts as lost "
+        "(waiting goes on while deliveries still come, up to 120 s)",
+    )
     parser.add_argument("--rooms", type=int, default=100, help="two-party rooms in the chat scenario")
-    parser.add_argument("--procs", type=int, default=4, help="load generator processes")
+    parser.add_argument("--procs", type=int, default=4, help="load generator processes (idle, storm, fan-out)")
+    parser.add_argument(
+        "--chat-procs", type=int, default=2, help="load generator processes for chat (fewer: less scheduling noise)"
+    )
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections to hold")
     parser.add_argument("--storm", type=int, default=5_000, help="connects in the storm")
     parser.add_argument("--storm-concurrency", type=int, default=200, help="connects in flight at once")
@@ -96,6 +108,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra environment for the hub's processes (experiments)",
     )
+    parser.add_argument("--profile-gil", action="store_true", help="with --profile: only the GIL holder")
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -106,6 +119,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if getattr(preset_args, name):
             parser.set_defaults(**PRESETS[name])
     args = parser.parse_args(argv)
+    if args.profile_gil:
+        PY_SPY_EXTRA.append("--gil")
     args.targets = [t for t in args.targets.split(",") if t]
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     args.rates = [int(r) for r in str(args.rates).split(",") if r]
@@ -262,6 +277,7 @@ class Bench:
                     self.save()
         finally:
             self.teardown()
+        self.results["meta"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
         self.save()
         report.write(self.results, self.args.out)
         log(f"results in {self.args.out}/results.md")
@@ -292,7 +308,7 @@ class Bench:
         else:
             rooms = [{"name": f"room{i}"} for i in range(a.rooms)]
         server = self.server(kind)
-        parts = [part for part in loadgen.split(rooms, a.procs) if part]
+        parts = [part for part in loadgen.split(rooms, a.chat_procs) if part]
         specs = [
             {
                 "target": server.target,
@@ -310,7 +326,7 @@ class Bench:
                 cpu0, wall0 = server.cpu_s(), time.perf_counter()
                 with self.profiler(server, f"chat-{rate}"):
                     pool.open_phase(1)
-                    reports = pool.collect(timeout=a.duration + a.drain + 120)
+                    reports = pool.collect(timeout=a.duration + a.drain + 300)
                 cpu1, wall1 = server.cpu_s(), time.perf_counter()
         finally:
             alive = server.alive()
@@ -680,6 +696,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         else cli["out"]
     )
     return {
+        "command": " ".join(sys.argv[1:]),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu,
         "cores": mp.cpu_count(),
@@ -688,6 +705,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions,
         "args": cli,
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
         "git": git_describe(),
     }
 

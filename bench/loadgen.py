@@ -472,7 +472,7 @@ class ChatWorker:
         cpu0 = time.process_time()
         await self.schedule(start_at, self.spec["rate"], self.spec["duration"])
         send_window = now() - start_at
-        await until(lambda: self.outstanding <= 0, self.spec["drain_s"], 0.01)
+        await self.drain(self.spec["drain_s"], self.spec.get("drain_cap_s", 120.0))
         drain = now() - start_at - send_window
         for q in self.queues:
             q.put_nowait(None)
@@ -501,6 +501,17 @@ class ChatWorker:
                 "generator_cpu_s": time.process_time() - cpu0,
             }
         )
+
+    async def drain(self, stall_s: float, cap_s: float) -> None:
+        """Wait for what is still on its way: while deliveries keep coming (a server working through
+        a backlog is slow, not lossy), up to `cap_s`; give up after `stall_s` without progress.
+        What has not arrived then is lost."""
+        deadline = now() + cap_s
+        while self.outstanding > 0 and now() < deadline:
+            before = self.outstanding
+            await until(lambda: self.outstanding < before or self.outstanding <= 0, stall_s, 0.01)  # noqa: B023
+            if self.outstanding >= before:
+                return
 
     async def warm_up(self) -> None:
         """Two messages per client, not measured: connections, caches and pools are warm after."""

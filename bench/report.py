@@ -94,7 +94,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"{meta['kernel']}, Python {meta['python']}; Django {v['django']}, Channels {v['channels']}, "
         f"channels-redis {v['channels-redis']}, daphne {v['daphne']}, Twisted {v['twisted']}, websockets "
         f"{v['websockets']}, redis-py {v['redis']}; commit `{meta['git']}`. The load generator "
-        f"({a['procs']} processes) runs on the same machine as the servers, PostgreSQL and Redis.",
+        f"({a.get('chat_procs', a['procs'])} processes for chat, {a['procs']} for the rest) runs on the same "
+        "machine as the servers, PostgreSQL and Redis; "
+        f"load average {' '.join(meta.get('loadavg_at_start', []))} at the start, "
+        f"{' '.join(meta.get('loadavg_at_end', []))} at the end (the machine is shared). "
+        f'Command: `make bench ARGS="{meta.get("command", "")}"`.',
         "",
     ]
     with_chat = {k: r["chat"] for k, r in runs.items() if r.get("chat")}

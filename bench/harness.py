@@ -542,6 +542,7 @@ def summarize_chat(rate: int, duration: float, reports: list[dict[str, Any]]) ->
         "delivered": sum(r["delivered"] for r in reports),
         "lost": lost,
         "loss_pct": round(100 * lost / sent, 3) if sent else 0.0,
+        "late": sum(r.get("late", 0) for r in reports),
         "refused": sum(r["refused"] for r in reports),
         "pushed_back": sum(r["pushed_back"] for r in reports),
         "errors": dict(sum_counters(r["errors"] for r in reports)),
@@ -560,6 +561,7 @@ def summarize_chat(rate: int, duration: float, reports: list[dict[str, Any]]) ->
     result["held"] = bool(
         sent >= 0.95 * offered
         and lost == 0
+        and result["late"] == 0
         and result["refused"] == 0
         and not closes
         and result["p99_ms"] is not None

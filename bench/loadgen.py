@@ -472,7 +472,7 @@ class ChatWorker:
         cpu0 = time.process_time()
         await self.schedule(start_at, self.spec["rate"], self.spec["duration"])
         send_window = now() - start_at
-        await self.drain(self.spec["drain_s"], self.spec.get("drain_cap_s", 120.0))
+        cut_off = await self.drain(self.spec["drain_s"], self.spec.get("drain_cap_s", 120.0))
         drain = now() - start_at - send_window
         for q in self.queues:
             q.put_nowait(None)
@@ -480,12 +480,14 @@ class ChatWorker:
         for task in readers + senders:
             task.cancel()
         measured = [m for m in self.msgs.values() if m.measured]
+        missing = sum(1 for m in measured if not m.delivered and not m.refused)
         self.ctl.report(
             {
                 "offered": int(self.spec["rate"] * self.spec["duration"]),
                 "sent": len(measured),
                 "delivered": sum(m.delivered for m in measured),
-                "lost": sum(1 for m in measured if not m.delivered and not m.refused),
+                "lost": 0 if cut_off else missing,
+                "late": missing if cut_off else 0,
                 "refused": sum(1 for m in measured if m.refused),
                 "acked": sum(m.acked for m in measured),
                 "latencies_ms": [round(x * 1000, 3) for x in self.latencies],
@@ -502,16 +504,20 @@ class ChatWorker:
             }
         )
 
-    async def drain(self, stall_s: float, cap_s: float) -> None:
+    async def drain(self, stall_s: float, cap_s: float) -> bool:
         """Wait for what is still on its way: while deliveries keep coming (a server working through
         a backlog is slow, not lossy), up to `cap_s`; give up after `stall_s` without progress.
-        What has not arrived then is lost."""
+        What has not arrived then is lost. True when the cap, not a stall, ended the wait: what is
+        missing then was still arriving (late, not lost)."""
         deadline = now() + cap_s
-        while self.outstanding > 0 and now() < deadline:
+        while self.outstanding > 0:
+            if now() >= deadline:
+                return True
             before = self.outstanding
             await until(lambda: self.outstanding < before or self.outstanding <= 0, stall_s, 0.01)  # noqa: B023
             if self.outstanding >= before:
-                return
+                return False
+        return False
 
     async def warm_up(self) -> None:
         """Two messages per client, not measured: connections, caches and pools are warm after."""

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 from autobahn.exception import Disconnected
-from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 from pydantic import ValidationError

@@ -356,11 +356,11 @@ class Bench:
         try:
             warm_up(server, self.hub_tokens(10) if kind == "hub" else None)
             time.sleep(a.settle)
-            rss0, redis0 = server.rss_kib(), self.redis_kib()
+            rss0, redis0 = server.rss_kib(), self.redis_kib(kind)
             with Pool("idle", specs) as pool, self.profiler(server, "idle"):
                 opened = pool.collect(timeout=900)
                 time.sleep(a.settle)
-                rss1, redis1 = server.rss_kib(), self.redis_kib()
+                rss1, redis1 = server.rss_kib(), self.redis_kib(kind)
                 pool.open_phase(1, delay=0)
                 ended = pool.collect(timeout=120)
         finally:
@@ -381,8 +381,9 @@ class Bench:
         log("   " + report.idle_line(result))
         return result
 
-    def redis_kib(self) -> float | None:
-        return self.services.redis_used_kib() if self.services is not None else None
+    def redis_kib(self, kind: str) -> float | None:
+        """Redis's memory in use, for the servers that keep per-connection state there."""
+        return self.services.redis_used_kib() if self.services is not None and kind != "relay" else None
 
     # -- connection storm -------------------------------------------------------------------
 

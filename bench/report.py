@@ -318,3 +318,11 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
 def write(results: dict[str, Any], out_dir: Path) -> None:
     (out_dir / "results.md").write_text(markdown(results))
     plots(results, out_dir)
+
+
+if __name__ == "__main__":  # re-render a run: python -m bench.report bench/results/results.json
+    import json
+    import sys
+
+    source = Path(sys.argv[1])
+    write(json.loads(source.read_text()), source.parent)

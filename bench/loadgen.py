@@ -8,6 +8,7 @@ processes of one machine. Only 127.0.0.1 is ever contacted."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import contextlib
@@ -49,7 +50,7 @@ class Incoming:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-class Proto:
+class Proto(abc.ABC):
     """How one kind of server is spoken to: where to connect, how a message is sent and recognised."""
 
     kind = ""
@@ -58,8 +59,8 @@ class Proto:
     def __init__(self, port: int) -> None:
         self.port = port
 
-    def url(self, room: str) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def url(self, room: str) -> str: ...
 
     def headers(self, token: str | None) -> dict[str, str]:
         return {}
@@ -67,11 +68,11 @@ class Proto:
     def origin(self) -> str | None:
         return None
 
-    def encode(self, msg_id: str, room: str) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def encode(self, msg_id: str, room: str) -> str: ...
 
-    def decode(self, text: str | bytes) -> Incoming:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def decode(self, text: str | bytes) -> Incoming: ...
 
 
 class RelayProto(Proto):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
@@ -21,11 +22,11 @@ async def handler(ws: ServerConnection) -> None:
     room = ROOMS.setdefault(name, set())
     room.add(ws)
     try:
-        async for message in ws:
-            # broadcast() writes without waiting for each peer to drain: the websockets fast path.
-            broadcast([peer for peer in room if peer is not ws], message)
-    except ConnectionClosed:
-        pass  # a client that went away without a close frame
+        # A client that went away without a close frame ends the loop with ConnectionClosed.
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                # broadcast() writes without waiting for each peer to drain: the websockets fast path.
+                broadcast([peer for peer in room if peer is not ws], message)
     finally:
         room.discard(ws)
         if not room:

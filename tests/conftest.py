@@ -17,6 +17,7 @@ import redis
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
+from bench.servers import procfile_command
 from hub.models import User
 from hub.services.identity import jwt_mint
 from tests.wsclient import CommunicatorClient
@@ -84,14 +85,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def procfile_command(process: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            return command.strip()
-    raise LookupError(process)
 
 
 class ServerProcess:

@@ -1,6 +1,6 @@
 """Prometheus metrics of this process, served at /metrics."""
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 WS_CONNECTIONS_OPEN = Gauge("hub_ws_connections_open", "WebSocket connections currently open")
 WS_CONNECTIONS_TOTAL = Counter("hub_ws_connections_total", "WebSocket connections accepted")
@@ -8,3 +8,7 @@ WS_CLOSES = Counter("hub_ws_closes_total", "WebSocket connections closed by the 
 WS_FRAMES_IN = Counter("hub_ws_frames_in_total", "Frames received from clients", ["type"])
 WS_FRAMES_OUT = Counter("hub_ws_frames_out_total", "Frames sent to clients", ["kind"])
 ERRORS = Counter("hub_errors_total", "Error replies by code and transport", ["code", "transport"])
+SEND_BATCH_SIZE = Histogram(
+    "hub_send_batch_size", "Messages stored per group commit", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500)
+)
+SEND_REFUSED_BUSY = Counter("hub_send_busy_total", "message.send answered busy (queue full)")

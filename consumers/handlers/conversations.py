@@ -20,6 +20,7 @@ from hub.errors import RateLimited
 from hub.services import conversations as conv_services
 from hub.services import messages as msg_services
 from hub.services import presence as presence_services
+from hub.services.send_queue import message_send_queued
 
 CLOSE_FLOODING = 4429
 STRIKES = "send_strikes"
@@ -72,15 +73,11 @@ class PresenceQueryIn(Payload):
 
 @handles("message.send", MessageSendIn)
 async def message_send(conn: Connection, data: MessageSendIn) -> dict[str, Any]:
+    request = msg_services.SendRequest(
+        conn.user, data.conversation_id, data.client_id, data.body, tuple(data.attachment_ids)
+    )
     try:
-        sent = await db(msg_services.message_send)(
-            sender=conn.user,
-            conversation_id=data.conversation_id,
-            client_id=data.client_id,
-            body=data.body,
-            attachment_ids=data.attachment_ids,
-            defer_announce=True,
-        )
+        sent = await message_send_queued(request)
     except RateLimited:
         # Refused sends in a row: past the allowance the client is flooding, close 4429.
         strikes = conn.state.get(STRIKES, 0) + 1
@@ -90,7 +87,7 @@ async def message_send(conn: Connection, data: MessageSendIn) -> dict[str, Any]:
         raise
     conn.state[STRIKES] = 0
     await sent.announce()
-    return {"message": sent.as_data()}
+    return {"message": sent.data}
 
 
 @handles("message.edit", MessageEditIn)

@@ -79,10 +79,13 @@ class Audience:
 
 
 _AUDIENCE_SQL = (
-    f"SELECT m.user_id, EXISTS(SELECT 1 FROM {Block._meta.db_table} b"
-    " WHERE (b.blocker_id = m.user_id AND b.blocked_id = %s)"
-    " OR (b.blocker_id = %s AND b.blocked_id = m.user_id))"
-    f" FROM {ConversationMember._meta.db_table} m WHERE m.conversation_id = %s"
+    "WITH a(conv, actor) AS (VALUES {pairs})"
+    " SELECT a.conv, a.actor, m.user_id,"
+    f" EXISTS(SELECT 1 FROM {Block._meta.db_table} b"
+    " WHERE (b.blocker_id = m.user_id AND b.blocked_id = a.actor)"
+    " OR (b.blocker_id = a.actor AND b.blocked_id = m.user_id))"
+    f" FROM {ConversationMember._meta.db_table} m"
+    " JOIN a ON m.conversation_id = a.conv"
 )
 _UUID_FIELD = ConversationMember._meta.get_field("conversation").target_field  # type: ignore[union-attr]
 
@@ -91,23 +94,44 @@ def _uuid_param(value: uuid.UUID) -> Any:
     return _UUID_FIELD.get_db_prep_value(value, connection)
 
 
-def conversation_audience(*, conversation_id: uuid.UUID, actor_id: uuid.UUID) -> Audience:
-    """One query: the members, each flagged when a block stands between them and the actor.
+def _as_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
+
+def conversation_audiences(
+    *, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
+) -> dict[tuple[uuid.UUID, uuid.UUID], Audience]:
+    """For each (conversation, actor): its members, each flagged when a block stands between them and the actor.
+
+    One query for any number of pairs (a batch of sends asks for all of its conversations at once).
     Raw SQL because this runs on every send, typing and receipt: the ORM spends longer compiling
-    the EXISTS with an OR than PostgreSQL spends running it."""
-    actor = _uuid_param(actor_id)
+    the EXISTS with an OR than PostgreSQL spends running it. An unknown conversation has no members."""
+    keys = list(dict.fromkeys(pairs))
+    if not keys:
+        return {}
+    members: dict[tuple[uuid.UUID, uuid.UUID], list[uuid.UUID]] = {key: [] for key in keys}
+    blocked: dict[tuple[uuid.UUID, uuid.UUID], set[uuid.UUID]] = {key: set() for key in keys}
+    params: list[Any] = []
+    for conversation_id, actor_id in keys:
+        params += [_uuid_param(conversation_id), _uuid_param(actor_id)]
+    sql = _AUDIENCE_SQL.replace("{pairs}", ", ".join(["(%s, %s)"] * len(keys)))
+    if connection.vendor == "postgresql":  # VALUES rows of parameters are text until cast
+        sql = sql.replace("(%s, %s)", "(%s::uuid, %s::uuid)")
     with connection.cursor() as cursor:
-        cursor.execute(_AUDIENCE_SQL, [actor, actor, _uuid_param(conversation_id)])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
-    members: list[uuid.UUID] = []
-    blocked: set[uuid.UUID] = set()
-    for raw_id, is_blocked in rows:
-        user_id = raw_id if isinstance(raw_id, uuid.UUID) else uuid.UUID(str(raw_id))
-        members.append(user_id)
+    for raw_conv, raw_actor, raw_user, is_blocked in rows:
+        key = (_as_uuid(raw_conv), _as_uuid(raw_actor))
+        user_id = _as_uuid(raw_user)
+        members[key].append(user_id)
         if is_blocked:
-            blocked.add(user_id)
-    return Audience(members=members, blocked=frozenset(blocked))
+            blocked[key].add(user_id)
+    return {key: Audience(members=members[key], blocked=frozenset(blocked[key])) for key in keys}
+
+
+def conversation_audience(*, conversation_id: uuid.UUID, actor_id: uuid.UUID) -> Audience:
+    """One conversation's audience as seen from `actor_id` (see `conversation_audiences`)."""
+    return conversation_audiences(pairs=[(conversation_id, actor_id)])[(conversation_id, actor_id)]
 
 
 def refuse_non_member(*, conversation_id: uuid.UUID) -> None:

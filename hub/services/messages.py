@@ -1,8 +1,9 @@
 """Messages: the one place a message gets its seq (PROTOCOL §2.1), and everything done to messages.
 
-`seq` comes from `UPDATE conversations SET last_seq = last_seq + 1 … RETURNING last_seq` inside the
-inserting transaction: the row lock serialises writers of one conversation (across devices and web
-processes), and a rollback rolls the counter back too, so seqs stay gap-free and unique."""
+`seq` comes from `UPDATE conversations SET last_seq = last_seq + n … RETURNING last_seq` inside the
+inserting transaction (n: that conversation's messages in the batch): the row lock serialises
+writers of one conversation (across devices and web processes), and a rollback rolls the counter
+back too, so seqs stay gap-free and unique."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -19,14 +21,14 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from hub import realtime, serialize
-from hub.errors import BadRequest, Conflict, NotFound, PermissionDenied
+from hub.errors import BadRequest, Conflict, HubError, NotFound, PermissionDenied
 from hub.models import Attachment, Conversation, ConversationMember, Message, MessageKind, User
 from hub.services import ratelimit
 from hub.services.attachments import attachments_claim, attachments_claimable, attachments_drop, kind_for
 from hub.services.conversations import (
     access_audience,
     access_membership,
-    conversation_audience,
+    conversation_audiences,
     refuse_non_member,
     unread_counts,
 )
@@ -42,17 +44,30 @@ HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 200
 
 
-def _next_seq(conversation_id: uuid.UUID, now: Any) -> int:
-    """Take the conversation's next seq; the row stays locked until the transaction ends."""
+_SEQ_SQL = (
+    "UPDATE conversations SET last_message_at = %s, last_seq = last_seq + CASE id {cases} END"
+    " WHERE id IN ({ids}) RETURNING id, last_seq"
+)
+
+
+def _take_seqs(counts: dict[uuid.UUID, int], now: Any) -> dict[uuid.UUID, int]:
+    """Take `n` consecutive seqs in each conversation: its first new seq, by conversation id.
+
+    The rows stay locked until the transaction ends; one statement for any number of conversations."""
+    ids = list(counts)
+    params: list[Any] = [now]
+    for cid in ids:
+        params += [_CONV_PK.get_db_prep_value(cid, connection), counts[cid]]  # type: ignore[union-attr]
+    params += [_CONV_PK.get_db_prep_value(cid, connection) for cid in ids]  # type: ignore[union-attr]
+    sql = _SEQ_SQL.format(cases=" ".join(["WHEN %s THEN %s"] * len(ids)), ids=", ".join(["%s"] * len(ids)))
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_message_at = %s WHERE id = %s RETURNING last_seq",
-            [now, _CONV_PK.get_db_prep_value(conversation_id, connection)],  # type: ignore[union-attr]
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise Conversation.DoesNotExist(conversation_id)
-    return int(row[0])
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    last = {(raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))): int(seq) for raw, seq in rows}
+    missing = [cid for cid in ids if cid not in last]
+    if missing:
+        raise Conversation.DoesNotExist(missing[0])
+    return {cid: last[cid] - counts[cid] + 1 for cid in ids}
 
 
 def message_append(
@@ -67,7 +82,7 @@ def message_append(
     """Insert a message with the next seq. Callers have checked permission; must run in a transaction."""
     assert transaction.get_connection().in_atomic_block, "message_append needs a transaction"
     now = timezone.now()
-    seq = _next_seq(conversation_id, now)
+    seq = _take_seqs({conversation_id: 1}, now)[conversation_id]
     return Message.objects.create(
         conversation_id=conversation_id,
         seq=seq,
@@ -124,20 +139,36 @@ class Sent:
     message: Message
     attachments: list[Attachment] = field(default_factory=list)
     created: bool = True
-    # With message_send(defer_announce=True): the `message.created` recipients, for the caller.
+    # With defer_announce=True: the `message.created` recipients, for the caller.
     announce_to: list[uuid.UUID] = field(default_factory=list)
 
-    def as_data(self) -> dict[str, Any]:
+    @cached_property
+    def data(self) -> dict[str, Any]:
+        """The message as clients see it (serialised once for the reply and the event)."""
         return serialize.message(self.message, attachments=self.attachments)
 
+    def as_data(self) -> dict[str, Any]:
+        return self.data
+
     async def announce(self) -> None:
-        """Emit the deferred `message.created` (the message is committed: message_send has returned)."""
+        """Emit the deferred `message.created` (the message is committed: the send has returned)."""
         if not self.announce_to:
             return
         try:
-            await realtime.emit_async("message.created", {"message": self.as_data()}, to=self.announce_to)
+            await realtime.emit_async("message.created", {"message": self.data}, to=self.announce_to)
         except Exception:  # like on_commit(robust=True): the message is stored; devices recover via sync
             log.exception("message.created for %s not announced", self.message.id)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """One `message.send`: what the sender asked for."""
+
+    sender: User
+    conversation_id: uuid.UUID
+    client_id: str
+    body: str
+    attachment_ids: tuple[uuid.UUID, ...] = ()
 
 
 def message_send(
@@ -147,47 +178,186 @@ def message_send(
     client_id: str,
     body: str,
     attachment_ids: Sequence[uuid.UUID] = (),
-    defer_announce: bool = False,
 ) -> Sent:
-    """Store the message once per (sender, client_id); announce it to the members after commit.
+    """Store one message (a batch of one, see `messages_send`); its `message.created` goes out after commit."""
+    request = SendRequest(sender, conversation_id, client_id, body, tuple(attachment_ids))
+    outcome = messages_send([request])[0]
+    if isinstance(outcome, HubError):
+        raise outcome
+    return outcome
 
-    Hot path: one query for members and blocks, then the seq UPDATE and the INSERT (plus two for
-    attachments when there are any). A repeated client_id is found by the unique constraint rather
-    than a look-up before every insert, so a first send pays nothing for idempotency.
+
+def messages_send(requests: Sequence[SendRequest], *, defer_announce: bool = False) -> list[Sent | HubError]:
+    """Store a batch of sends in one transaction (group commit, ADR 0035); one outcome per request, in order.
+
+    Each message is stored once per (sender, client_id): a repeat answers the first message
+    (`created=False`). A request refused on its own (body, rate limit, membership, block,
+    attachments) gets its `HubError` and takes no seq; the others are unaffected. Queries for the
+    whole batch, whatever its size: the audiences, then in one transaction the conversation row
+    locks, earlier client_ids, one seq UPDATE, one INSERT (plus the attachments' own).
 
     `defer_announce=True` (async callers outside any transaction) leaves the broadcast to
-    `await sent.announce()`, saving the worker thread a blocking hop back to the event loop."""
+    `await sent.announce()` for each created message, saving a blocking hop back to the event loop."""
     if defer_announce:
         assert not transaction.get_connection().in_atomic_block, "deferred announce needs its own commit"
-    checked_body(body, allow_empty=bool(attachment_ids))
-    ratelimit.message_send_allowance(user_id=sender.id)
-    audience = conversation_audience(conversation_id=conversation_id, actor_id=sender.id)
-    if sender.id not in audience.members:
-        refuse_non_member(conversation_id=conversation_id)
-    if audience.blocked:
-        raise PermissionDenied("A block stands between you and a member of this conversation.")
     try:
-        with transaction.atomic():
-            attachments = attachments_claimable(user=sender, attachment_ids=attachment_ids) if attachment_ids else []
-            message = message_append(
-                conversation_id=conversation_id,
-                sender=sender,
-                kind=kind_for(attachments),
-                body=body,
-                client_id=client_id,
-            )
-            if attachments:
-                attachments_claim(message=message, attachments=attachments)
-            if not defer_announce:
-                announce_created(message, to=audience.members, attachments=attachments)
+        return _send_batch(requests, defer_announce=defer_announce)
     except IntegrityError:
-        # The same client_id from this sender was stored first (maybe by a concurrent request):
-        # this transaction rolled back (seq included), and the first message is the answer.
-        existing = Message.objects.filter(sender_id=sender.id, client_id=client_id).first()
+        # A client_id stored concurrently by another process (the unique constraint caught it): the
+        # batch rolled back, seqs included. Alone, each request finds that first message.
+        if len(requests) > 1:
+            return [messages_send([r], defer_announce=defer_announce)[0] for r in requests]
+        request = requests[0]
+        existing = Message.objects.filter(sender_id=request.sender.id, client_id=request.client_id).first()
         if existing is None:
             raise
-        return Sent(message=existing, attachments=list(existing.attachments.all()), created=False)
-    return Sent(message=message, attachments=attachments, announce_to=audience.members if defer_announce else [])
+        return [Sent(message=existing, attachments=list(existing.attachments.all()), created=False)]
+
+
+def _send_batch(requests: Sequence[SendRequest], *, defer_announce: bool) -> list[Sent | HubError]:
+    outcomes: list[Sent | HubError | None] = [None] * len(requests)
+
+    def refuse(i: int, exc: HubError) -> None:
+        outcomes[i] = exc
+
+    todo = []
+    for i, r in enumerate(requests):
+        try:
+            checked_body(r.body, allow_empty=bool(r.attachment_ids))
+        except HubError as exc:
+            refuse(i, exc)
+        else:
+            todo.append(i)
+    limits = ratelimit.message_send_allowances(user_ids=[requests[i].sender.id for i in todo])
+    for i, refused in zip(todo, limits, strict=True):
+        if refused is not None:
+            refuse(i, refused)
+    todo = [i for i in todo if outcomes[i] is None]
+    audiences = conversation_audiences(pairs=[(requests[i].conversation_id, requests[i].sender.id) for i in todo])
+    admitted = []
+    for i in todo:
+        r = requests[i]
+        audience = audiences[(r.conversation_id, r.sender.id)]
+        try:
+            if r.sender.id not in audience.members:
+                refuse_non_member(conversation_id=r.conversation_id)
+            if audience.blocked:
+                raise PermissionDenied("A block stands between you and a member of this conversation.")
+        except HubError as exc:
+            refuse(i, exc)
+        else:
+            admitted.append(i)
+    if admitted:
+        with transaction.atomic():
+            _store(requests, admitted, outcomes, audiences, defer_announce=defer_announce)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _store(
+    requests: Sequence[SendRequest],
+    admitted: list[int],
+    outcomes: list[Sent | HubError | None],
+    audiences: dict[tuple[uuid.UUID, uuid.UUID], Any],
+    *,
+    defer_announce: bool,
+) -> None:
+    """The transactional half of a batch: fills `outcomes` for every admitted request."""
+    conversation_ids = sorted({requests[i].conversation_id for i in admitted})
+    if len(conversation_ids) > 1:
+        # Row locks in one order across processes (no deadlocks: the seq UPDATE below locks in
+        # whatever order its plan scans). One conversation needs no pre-lock: its UPDATE takes it.
+        list(
+            Conversation.objects.select_for_update(no_key=True)
+            .filter(id__in=conversation_ids)
+            .order_by("id")
+            .values_list("id")
+        )
+    earlier = {
+        (m.sender_id, m.client_id): m
+        for m in Message.objects.filter(
+            sender_id__in={requests[i].sender.id for i in admitted},
+            client_id__in={requests[i].client_id for i in admitted},
+        )
+    }
+    fresh: list[int] = []
+    first_of: dict[tuple[uuid.UUID, str], int] = {}
+    claimed: dict[int, list[Attachment]] = {}
+    taken: set[uuid.UUID] = set()
+    for i in admitted:
+        r = requests[i]
+        key = (r.sender.id, r.client_id)
+        if key in earlier:
+            existing = earlier[key]
+            outcomes[i] = Sent(message=existing, attachments=list(existing.attachments.all()), created=False)
+        elif key in first_of:
+            continue  # a repeat inside this batch: answered with the first once it is stored
+        elif r.attachment_ids:
+            try:
+                attachments = attachments_claimable(user=r.sender, attachment_ids=r.attachment_ids)
+                if taken.intersection(a.id for a in attachments):
+                    raise BadRequest("Unknown, foreign or already used attachments.")
+            except HubError as exc:
+                outcomes[i] = exc
+                continue
+            taken.update(a.id for a in attachments)
+            claimed[i] = attachments
+            first_of[key] = i
+            fresh.append(i)
+        else:
+            first_of[key] = i
+            fresh.append(i)
+    if not fresh:
+        _answer_repeats(requests, admitted, outcomes, first_of)
+        return
+    now = timezone.now()
+    counts: dict[uuid.UUID, int] = {}
+    for i in fresh:
+        counts[requests[i].conversation_id] = counts.get(requests[i].conversation_id, 0) + 1
+    next_seq = _take_seqs(counts, now)
+    messages = []
+    for i in fresh:
+        r = requests[i]
+        seq = next_seq[r.conversation_id]
+        next_seq[r.conversation_id] = seq + 1
+        messages.append(
+            Message(
+                conversation_id=r.conversation_id,
+                seq=seq,
+                sender=r.sender,
+                client_id=r.client_id,
+                kind=kind_for(claimed.get(i, [])),
+                body=r.body,
+                data={},
+                created_at=now,
+            )
+        )
+    Message.objects.bulk_create(messages)
+    for i, message in zip(fresh, messages, strict=True):
+        attachments = claimed.get(i, [])
+        if attachments:
+            attachments_claim(message=message, attachments=attachments)
+        members = audiences[(message.conversation_id, requests[i].sender.id)].members
+        if not defer_announce:
+            announce_created(message, to=members, attachments=attachments)
+        outcomes[i] = Sent(message=message, attachments=attachments, announce_to=members if defer_announce else [])
+    _answer_repeats(requests, admitted, outcomes, first_of)
+
+
+def _answer_repeats(
+    requests: Sequence[SendRequest],
+    admitted: list[int],
+    outcomes: list[Sent | HubError | None],
+    first_of: dict[tuple[uuid.UUID, str], int],
+) -> None:
+    """A client_id repeated inside one batch gets what its first occurrence got (not announced twice)."""
+    for i in admitted:
+        if outcomes[i] is None:
+            first = outcomes[first_of[(requests[i].sender.id, requests[i].client_id)]]
+            assert first is not None  # every first occurrence was stored or refused above
+            if isinstance(first, HubError):
+                outcomes[i] = first
+            else:
+                outcomes[i] = Sent(message=first.message, attachments=first.attachments, created=False)
 
 
 def _own_message(*, user: User, message_id: uuid.UUID) -> Message:

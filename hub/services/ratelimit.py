@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from django.conf import settings
 
@@ -43,13 +44,27 @@ def _script():  # type: ignore[no-untyped-def]
     return script
 
 
-def take(*, key: str, burst: int, per_s: float) -> None:
-    """Take one token from the bucket `key`; `RateLimited(retry_after_s)` when it is empty."""
-    allowed, retry = _script()(keys=[f"hub:rl:{key}"], args=[burst, per_s])
-    if not int(allowed):
-        raise RateLimited("Too many messages; slow down.", retry_after_s=float(retry))
+def take_many(*, keys: Sequence[str], burst: int, per_s: float) -> list[RateLimited | None]:
+    """Take one token from each bucket, in order, in one round trip; `RateLimited` where one is empty.
+
+    The same key may appear several times (one sender's messages in one batch): each takes a token."""
+    if not keys:
+        return []
+    script = _script()
+    pipe = sync_redis().pipeline(transaction=False)
+    for key in keys:
+        script(keys=[f"hub:rl:{key}"], args=[burst, per_s], client=pipe)
+    outcomes: list[RateLimited | None] = []
+    for allowed, retry in pipe.execute():
+        ok = int(allowed)
+        outcomes.append(None if ok else RateLimited("Too many messages; slow down.", retry_after_s=float(retry)))
+    return outcomes
 
 
-def message_send_allowance(*, user_id: uuid.UUID) -> None:
-    """The per-user message send limit (HUB_SEND_RATE_BURST, refilling HUB_SEND_RATE_PER_S)."""
-    take(key=f"send:{user_id}", burst=settings.HUB_SEND_RATE_BURST, per_s=settings.HUB_SEND_RATE_PER_S)
+def message_send_allowances(*, user_ids: Sequence[uuid.UUID]) -> list[RateLimited | None]:
+    """The per-user message send limit (HUB_SEND_RATE_BURST, refilling HUB_SEND_RATE_PER_S), one per send."""
+    return take_many(
+        keys=[f"send:{user_id}" for user_id in user_ids],
+        burst=settings.HUB_SEND_RATE_BURST,
+        per_s=settings.HUB_SEND_RATE_PER_S,
+    )

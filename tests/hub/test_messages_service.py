@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from hub.models import Message
+from hub.errors import HubError
+from hub.models import Block, Message
 from hub.services.conversations import unread_total
-from hub.services.messages import message_post_system, message_send, sync
-from tests.factories import booking_with_conversation
+from hub.services.messages import SendRequest, Sent, message_post_system, message_send, messages_send, sync
+from tests.factories import CustomerFactory, booking_with_conversation
 
 
 @pytest.mark.django_db
@@ -21,16 +22,80 @@ def test_send_hot_path_query_count(django_assert_num_queries: Any) -> None:
     booking, conversation = booking_with_conversation()
     customer = booking.customer
     message_send(sender=customer, conversation_id=conversation.id, client_id="warm-up", body="x")
-    # members+blocks, seq UPDATE … RETURNING, INSERT; plus the savepoint pair the test's own
-    # transaction forces around the inner atomic block (none in production, where it is the outer one).
-    with django_assert_num_queries(5):
+    # members+blocks, earlier client_ids, seq UPDATE … RETURNING, INSERT; plus the savepoint pair
+    # the test's own transaction forces around the inner atomic block (none in production).
+    with django_assert_num_queries(6):
         sent = message_send(sender=customer, conversation_id=conversation.id, client_id=str(uuid.uuid4()), body="hi")
     assert sent.created and sent.message.seq == 2
-    # A repeated client_id (rare): the same checks, the rolled-back attempt, then the first message
-    # and its attachments.
-    with django_assert_num_queries(8):
+    # A repeated client_id: the same checks find the first message (and its attachments); no seq taken.
+    with django_assert_num_queries(5):
         again = message_send(sender=customer, conversation_id=conversation.id, client_id="warm-up", body="y")
     assert not again.created and again.message.seq == 1 and again.message.body == "x"
+    conversation.refresh_from_db()
+    assert conversation.last_seq == 2
+
+
+@pytest.mark.django_db
+def test_a_batch_costs_the_same_queries_for_any_number_of_messages(
+    django_assert_num_queries: Any, settings: Any
+) -> None:
+    settings.HUB_SEND_RATE_BURST = 1000
+    pairs = [booking_with_conversation() for _ in range(5)]
+    requests = [
+        SendRequest(booking.customer if n % 2 else booking.provider.user, conversation.id, f"c{k}-{n}", f"m{n}")
+        for k, (booking, conversation) in enumerate(pairs)
+        for n in range(8)
+    ]
+    # audiences, conversation row locks, earlier client_ids, one seq UPDATE, one INSERT (+ savepoints)
+    with django_assert_num_queries(7):
+        outcomes = messages_send(requests)
+    assert all(isinstance(o, Sent) and o.created for o in outcomes)
+    for _, conversation in pairs:
+        seqs = list(Message.objects.filter(conversation=conversation).order_by("seq").values_list("seq", "body"))
+        assert seqs == [(n + 1, f"m{n}") for n in range(8)]  # gap-free, in request order
+
+
+@pytest.mark.django_db
+def test_one_refused_send_does_not_fail_its_batch(settings: Any) -> None:
+    settings.HUB_SEND_RATE_BURST = 1000
+    booking, conversation = booking_with_conversation()
+    _, other = booking_with_conversation()
+    stranger = CustomerFactory()
+    Block.objects.create(blocker=booking.provider.user, blocked=booking.customer)
+    open_booking, open_conversation = booking_with_conversation()
+    member = open_booking.customer
+    requests = [
+        SendRequest(member, open_conversation.id, "a", "first"),
+        SendRequest(stranger, other.id, "b", "not a member"),
+        SendRequest(member, uuid.uuid4(), "c", "no such conversation"),
+        SendRequest(booking.customer, conversation.id, "d", "blocked"),
+        SendRequest(member, open_conversation.id, "e", "   "),
+        SendRequest(member, open_conversation.id, "a", "a repeat inside the batch"),
+        SendRequest(member, open_conversation.id, "f", "last"),
+    ]
+    outcomes = messages_send(requests)
+    codes = [o.code if isinstance(o, HubError) else ("new" if o.created else "repeat") for o in outcomes]
+    assert codes == ["new", "forbidden", "not_found", "forbidden", "bad_request", "repeat", "new"]
+    first, repeat = outcomes[0], outcomes[5]
+    assert isinstance(first, Sent) and isinstance(repeat, Sent)
+    assert repeat.message.id == first.message.id and repeat.message.body == "first"
+    stored = list(Message.objects.filter(conversation=open_conversation).order_by("seq").values_list("seq", "body"))
+    assert stored == [(1, "first"), (2, "last")]
+    assert not Message.objects.filter(conversation__in=[conversation, other]).exists()
+
+
+@pytest.mark.django_db
+def test_rate_limit_applies_per_message_within_a_batch(settings: Any) -> None:
+    settings.HUB_SEND_RATE_BURST = 3
+    settings.HUB_SEND_RATE_PER_S = 0.001
+    booking, conversation = booking_with_conversation()
+    requests = [SendRequest(booking.customer, conversation.id, f"r{n}", "x") for n in range(5)]
+    outcomes = messages_send(requests)
+    assert [isinstance(o, Sent) for o in outcomes] == [True, True, True, False, False]
+    refused = outcomes[3]
+    assert isinstance(refused, HubError) and refused.code == "rate_limited"
+    assert refused.as_data()["retry_after_s"] > 0
+    assert Message.objects.filter(conversation=conversation).count() == 3
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,97 @@
+"""Group commit of `message.send` (ADR 0035): one writer per process stores what is waiting, together.
+
+Every connection's `message.send` joins this process's queue; a single writer takes everything
+queued (up to HUB_SEND_BATCH_MAX) and stores it with `messages_send` — one thread hop, one
+transaction and a fixed number of queries for the whole batch — while the next batch gathers.
+Under light load a batch is one message and nothing waits; under heavy load the per-message cost
+falls as batches grow, instead of every send paying its own round trips and commit.
+
+Admission is bounded: past HUB_SEND_QUEUE_MAX waiting sends the hub answers `busy` with
+`retry_after_s` at once (the client resends the same client_id later) rather than letting the
+queue, and everyone's latency, grow without limit. Nothing is dropped: a send is either refused
+before anything is stored, or stored and answered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from hub import metrics
+from hub.errors import Busy, HubError
+from hub.services.messages import SendRequest, Sent, messages_send
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Waiting:
+    request: SendRequest
+    done: asyncio.Future[Sent]
+
+
+@dataclass
+class SendQueue:
+    """This event loop's queue of sends and its writer."""
+
+    pending: list[_Waiting] = field(default_factory=list)
+    writer: asyncio.Task[None] | None = None
+    # Seconds of writer time per message, smoothed: the basis of `retry_after_s`.
+    cost_per_message: float = 0.001
+
+    def submit(self, request: SendRequest) -> asyncio.Future[Sent]:
+        if len(self.pending) >= settings.HUB_SEND_QUEUE_MAX:
+            metrics.SEND_REFUSED_BUSY.inc()
+            raise Busy(
+                "The hub is at capacity; resend the same client_id shortly.",
+                retry_after_s=round(max(0.05, len(self.pending) * self.cost_per_message), 3),
+            )
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(request, loop.create_future())
+        self.pending.append(waiting)
+        if self.writer is None or self.writer.done():
+            self.writer = loop.create_task(self._write())
+        return waiting.done
+
+    async def _write(self) -> None:
+        store = database_sync_to_async(messages_send, thread_sensitive=False)
+        while self.pending:
+            limit = settings.HUB_SEND_BATCH_MAX
+            batch, self.pending = self.pending[:limit], self.pending[limit:]
+            started = time.monotonic()
+            try:
+                outcomes = await store([w.request for w in batch], defer_announce=True)
+            except Exception as exc:  # the batch stored nothing (rolled back): every sender hears why
+                log.exception("a batch of %d sends failed", len(batch))
+                for w in batch:
+                    if not w.done.done():
+                        w.done.set_exception(exc)
+                continue
+            elapsed = time.monotonic() - started
+            self.cost_per_message = 0.8 * self.cost_per_message + 0.2 * (elapsed / len(batch))
+            metrics.SEND_BATCH_SIZE.observe(len(batch))
+            for w, outcome in zip(batch, outcomes, strict=True):
+                if w.done.done():  # the sender went away; its message is stored all the same
+                    continue
+                if isinstance(outcome, HubError):
+                    w.done.set_exception(outcome)
+                else:
+                    w.done.set_result(outcome)
+
+
+_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendQueue] = weakref.WeakKeyDictionary()
+
+
+async def message_send_queued(request: SendRequest) -> Sent:
+    """Store one send through this process's group commit; `busy` past the queue bound."""
+    loop = asyncio.get_running_loop()
+    queue = _queues.get(loop)
+    if queue is None:
+        queue = _queues[loop] = SendQueue()
+    # shield: a sender that disconnects mid-batch must not cancel the others' shared future chain.
+    return await asyncio.shield(queue.submit(request))

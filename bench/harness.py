@@ -245,10 +245,10 @@ class Bench:
         if self.services is not None:
             self.services.stop()
 
-    def server(self, kind: str) -> Server:
+    def server(self, kind: str, **hub_env: str) -> Server:
         if self.services is not None:
             self.services.flush_redis()
-        return make_server(kind, self.services, self.hub_env).start()
+        return make_server(kind, self.services, {**self.hub_env, **hub_env}).start()
 
     def hub_tokens(self, count: int) -> list[str]:
         """Tokens of `count` distinct users (customers and providers of the seeded pairs)."""
@@ -341,7 +341,7 @@ class Bench:
 
     def idle(self, kind: str) -> dict[str, Any]:
         a = self.args
-        server = self.server(kind)
+        server = self.server(kind, WEB_CONCURRENCY="1")  # the target is per web process
         counts = self.split_counts(a.idle)
         tokens = self.hub_tokens(a.idle) if kind == "hub" else None
         specs = []
@@ -646,6 +646,7 @@ class Profiler:
                             "record",
                             "-p",
                             str(self.server.pid),
+                            "--subprocesses",
                             "-o",
                             str(self.out.with_suffix(suffix)),
                             "--format",

@@ -194,14 +194,36 @@ class Server:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
+    def pids(self) -> list[int]:
+        """The server's processes: its process group (the Procfile `web` may run several daphnes)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[2]) == self.pid:  # field 5 of stat: the process group
+                found.append(int(entry.name))
+        return found
+
+    def _processes(self) -> list[int]:
+        """The processes that serve: the supervisor of several daphnes only waits, so it is left out."""
+        pids = self.pids()
+        return [p for p in pids if p != self.pid] or pids
+
     def rss_kib(self) -> int:
-        """Resident set size of the server process, from /proc/<pid>/statm."""
-        return int(Path(f"/proc/{self.pid}/statm").read_text().split()[1]) * PAGE_KIB
+        """Resident set size of the serving processes, summed, from /proc/<pid>/statm."""
+        return sum(int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB for pid in self._processes())
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds the server process has used, from /proc/<pid>/stat."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        """User + system CPU seconds the serving processes have used, from /proc/<pid>/stat."""
+        total = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / CLK_TCK
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

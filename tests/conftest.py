@@ -19,6 +19,7 @@ from django.conf import settings
 
 from bench.servers import procfile_command
 from hub.models import User
+from hub.services import message_commit
 from hub.services.identity import jwt_mint
 from tests.wsclient import CommunicatorClient
 
@@ -37,6 +38,7 @@ def _clean_redis() -> Iterator[None]:
     client.flushdb()
     client.close()
     yield
+    message_commit.close_connections()  # the group commit's per-loop connection ends with the test's loop
 
 
 def token_for(user: User, ttl_s: int = 600) -> str:

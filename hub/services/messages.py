@@ -187,7 +187,9 @@ def message_send(
     return outcome
 
 
-def messages_send(requests: Sequence[SendRequest], *, defer_announce: bool = False) -> list[Sent | HubError]:
+def messages_send(
+    requests: Sequence[SendRequest], *, defer_announce: bool = False, checked: bool = False
+) -> list[Sent | HubError]:
     """Store a batch of sends in one transaction (group commit, ADR 0035); one outcome per request, in order.
 
     Each message is stored once per (sender, client_id): a repeat answers the first message
@@ -197,16 +199,17 @@ def messages_send(requests: Sequence[SendRequest], *, defer_announce: bool = Fal
     locks, earlier client_ids, one seq UPDATE, one INSERT (plus the attachments' own).
 
     `defer_announce=True` (async callers outside any transaction) leaves the broadcast to
-    `await sent.announce()` for each created message, saving a blocking hop back to the event loop."""
+    `await sent.announce()` for each created message, saving a blocking hop back to the event loop.
+    `checked=True`: the caller has checked the bodies and taken the rate-limit tokens already."""
     if defer_announce:
         assert not transaction.get_connection().in_atomic_block, "deferred announce needs its own commit"
     try:
-        return _send_batch(requests, defer_announce=defer_announce)
+        return _send_batch(requests, defer_announce=defer_announce, checked=checked)
     except IntegrityError:
         # A client_id stored concurrently by another process (the unique constraint caught it): the
         # batch rolled back, seqs included. Alone, each request finds that first message.
         if len(requests) > 1:
-            return [messages_send([r], defer_announce=defer_announce)[0] for r in requests]
+            return [messages_send([r], defer_announce=defer_announce, checked=True)[0] for r in requests]
         request = requests[0]
         existing = Message.objects.filter(sender_id=request.sender.id, client_id=request.client_id).first()
         if existing is None:
@@ -214,25 +217,40 @@ def messages_send(requests: Sequence[SendRequest], *, defer_announce: bool = Fal
         return [Sent(message=existing, attachments=list(existing.attachments.all()), created=False)]
 
 
-def _send_batch(requests: Sequence[SendRequest], *, defer_announce: bool) -> list[Sent | HubError]:
+def body_refusals(requests: Sequence[SendRequest]) -> list[HubError | None]:
+    """Per request: why its body is refused (see `checked_body`), or None."""
+    refused: list[HubError | None] = []
+    for r in requests:
+        try:
+            checked_body(r.body, allow_empty=bool(r.attachment_ids))
+        except HubError as exc:
+            refused.append(exc)
+        else:
+            refused.append(None)
+    return refused
+
+
+def with_limits(refused: list[HubError | None], limits: Sequence[HubError | None]) -> list[HubError | None]:
+    """`refused` with the rate-limit outcomes (one per request not yet refused, in order) filled in."""
+    taken = iter(limits)
+    return [exc if exc is not None else next(taken) for exc in refused]
+
+
+def _send_batch(requests: Sequence[SendRequest], *, defer_announce: bool, checked: bool) -> list[Sent | HubError]:
     outcomes: list[Sent | HubError | None] = [None] * len(requests)
 
     def refuse(i: int, exc: HubError) -> None:
         outcomes[i] = exc
 
-    todo = []
-    for i, r in enumerate(requests):
-        try:
-            checked_body(r.body, allow_empty=bool(r.attachment_ids))
-        except HubError as exc:
-            refuse(i, exc)
-        else:
-            todo.append(i)
-    limits = ratelimit.message_send_allowances(user_ids=[requests[i].sender.id for i in todo])
-    for i, refused in zip(todo, limits, strict=True):
-        if refused is not None:
-            refuse(i, refused)
-    todo = [i for i in todo if outcomes[i] is None]
+    if not checked:
+        refused = body_refusals(requests)
+        limits = ratelimit.message_send_allowances(
+            user_ids=[r.sender.id for r, exc in zip(requests, refused, strict=True) if exc is None]
+        )
+        for i, exc in enumerate(with_limits(refused, limits)):
+            if exc is not None:
+                refuse(i, exc)
+    todo = [i for i in range(len(requests)) if outcomes[i] is None]
     audiences = conversation_audiences(pairs=[(requests[i].conversation_id, requests[i].sender.id) for i in todo])
     admitted = []
     for i in todo:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
 from hub.errors import RateLimited
-from hub.redis_clients import sync_redis
+from hub.redis_clients import async_redis, sync_redis
 
 # One atomic step: refill by elapsed time (Redis's clock, so processes agree), then take a token.
 _TAKE = """
@@ -33,6 +36,7 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
 return {allowed, tostring(retry)}
 """
+_TAKE_SHA = hashlib.sha1(_TAKE.encode()).hexdigest()
 
 
 def _script():  # type: ignore[no-untyped-def]
@@ -44,27 +48,44 @@ def _script():  # type: ignore[no-untyped-def]
     return script
 
 
-def take_many(*, keys: Sequence[str], burst: int, per_s: float) -> list[RateLimited | None]:
-    """Take one token from each bucket, in order, in one round trip; `RateLimited` where one is empty.
+def _outcomes(replies: list[Any]) -> list[RateLimited | None]:
+    return [
+        None if int(allowed) else RateLimited("Too many messages; slow down.", retry_after_s=float(retry))
+        for allowed, retry in replies
+    ]
 
-    The same key may appear several times (one sender's messages in one batch): each takes a token."""
-    if not keys:
-        return []
-    script = _script()
-    pipe = sync_redis().pipeline(transaction=False)
-    for key in keys:
-        script(keys=[f"hub:rl:{key}"], args=[burst, per_s], client=pipe)
-    outcomes: list[RateLimited | None] = []
-    for allowed, retry in pipe.execute():
-        ok = int(allowed)
-        outcomes.append(None if ok else RateLimited("Too many messages; slow down.", retry_after_s=float(retry)))
-    return outcomes
+
+def _send_keys(user_ids: Sequence[uuid.UUID]) -> list[str]:
+    return [f"hub:rl:send:{user_id}" for user_id in user_ids]
 
 
 def message_send_allowances(*, user_ids: Sequence[uuid.UUID]) -> list[RateLimited | None]:
-    """The per-user message send limit (HUB_SEND_RATE_BURST, refilling HUB_SEND_RATE_PER_S), one per send."""
-    return take_many(
-        keys=[f"send:{user_id}" for user_id in user_ids],
-        burst=settings.HUB_SEND_RATE_BURST,
-        per_s=settings.HUB_SEND_RATE_PER_S,
-    )
+    """The per-user message send limit (HUB_SEND_RATE_BURST, refilling HUB_SEND_RATE_PER_S): one token per
+    send, in order, in one round trip; `RateLimited` where the bucket is empty (a user may appear often)."""
+    if not user_ids:
+        return []
+    script = _script()
+    pipe = sync_redis().pipeline(transaction=False)
+    for key in _send_keys(user_ids):
+        script(keys=[key], args=[settings.HUB_SEND_RATE_BURST, settings.HUB_SEND_RATE_PER_S], client=pipe)
+    return _outcomes(pipe.execute())
+
+
+async def message_send_allowances_async(*, user_ids: Sequence[uuid.UUID]) -> list[RateLimited | None]:
+    """`message_send_allowances` from the event loop."""
+    if not user_ids:
+        return []
+    client = async_redis()
+    pipe = client.pipeline(transaction=False)
+    args = [settings.HUB_SEND_RATE_BURST, settings.HUB_SEND_RATE_PER_S]
+    for key in _send_keys(user_ids):
+        pipe.evalsha(_TAKE_SHA, 1, key, *args)
+    try:
+        replies = await pipe.execute()
+    except NoScriptError:  # a restarted Redis forgot the script: load it once, then again
+        await client.script_load(_TAKE)
+        pipe = client.pipeline(transaction=False)
+        for key in _send_keys(user_ids):
+            pipe.evalsha(_TAKE_SHA, 1, key, *args)
+        replies = await pipe.execute()
+    return _outcomes(replies)

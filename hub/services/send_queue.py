@@ -1,8 +1,9 @@
 """Group commit of `message.send` (ADR 0035): one writer per process stores what is waiting, together.
 
 Every connection's `message.send` joins this process's queue; a single writer takes everything
-queued (up to HUB_SEND_BATCH_MAX) and stores it with `messages_send` — one thread hop, one
-transaction and a fixed number of queries for the whole batch — while the next batch gathers.
+queued (up to HUB_SEND_BATCH_MAX) and stores it together — on PostgreSQL text messages in one
+statement on the event loop (hub/services/message_commit.py), anything else with `messages_send`
+in one worker-thread hop — while the next batch gathers.
 Under light load a batch is one message and nothing waits; under heavy load the per-message cost
 falls as batches grow, instead of every send paying its own round trips and commit.
 
@@ -24,7 +25,8 @@ from django.conf import settings
 
 from hub import metrics
 from hub.errors import Busy, HubError
-from hub.services.messages import SendRequest, Sent, messages_send
+from hub.services import message_commit, ratelimit
+from hub.services.messages import SendRequest, Sent, body_refusals, messages_send, with_limits
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +61,12 @@ class SendQueue:
         return waiting.done
 
     async def _write(self) -> None:
-        store = database_sync_to_async(messages_send, thread_sensitive=False)
         while self.pending:
             limit = settings.HUB_SEND_BATCH_MAX
             batch, self.pending = self.pending[:limit], self.pending[limit:]
             started = time.monotonic()
             try:
-                outcomes = await store([w.request for w in batch], defer_announce=True)
+                outcomes = await store_batch([w.request for w in batch])
             except Exception as exc:  # the batch stored nothing (rolled back): every sender hears why
                 log.exception("a batch of %d sends failed", len(batch))
                 for w in batch:
@@ -82,6 +83,34 @@ class SendQueue:
                     w.done.set_exception(outcome)
                 else:
                     w.done.set_result(outcome)
+
+
+async def store_batch(requests: list[SendRequest]) -> list[Sent | HubError]:
+    """Admission (bodies, rate limits) on the event loop, then text sends through the one-statement
+    PostgreSQL path and whatever it leaves (attachments, repeats, SQLite, a failed statement)
+    through the ORM path in one worker-thread hop."""
+    refused = body_refusals(requests)
+    limits = await ratelimit.message_send_allowances_async(
+        user_ids=[r.sender.id for r, exc in zip(requests, refused, strict=True) if exc is None]
+    )
+    outcomes: list[Sent | HubError | None] = list(with_limits(refused, limits))
+    fast = [i for i, r in enumerate(requests) if outcomes[i] is None and not r.attachment_ids]
+    if fast and message_commit.available():
+        try:
+            stored = await message_commit.messages_commit([requests[i] for i in fast])
+        except Exception:  # nothing of it was stored; the ORM path sends each alone
+            log.warning("the one-statement batch failed; %d sends go through the ORM", len(fast), exc_info=True)
+        else:
+            for i, outcome in zip(fast, stored, strict=True):
+                outcomes[i] = outcome
+    rest = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    if rest:
+        slow = database_sync_to_async(messages_send, thread_sensitive=False)
+        for i, outcome in zip(
+            rest, await slow([requests[i] for i in rest], defer_announce=True, checked=True), strict=True
+        ):
+            outcomes[i] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendQueue] = weakref.WeakKeyDictionary()

@@ -1,0 +1,172 @@
+"""The group commit's PostgreSQL fast path (ADR 0035): a batch of text sends in one round trip, on the event loop.
+
+`messages_send` (hub/services/messages.py) stores a batch through the ORM in a worker thread: about
+seven round trips, each of which the thread must win the GIL back from a busy event loop to read.
+Under load those hand-overs, not PostgreSQL, set the pace. Here the same rules run as one SQL
+statement — its own transaction, one round trip — on a connection owned by this process's event
+loop:
+
+- the caller has checked bodies and taken rate-limit tokens (hub/services/send_queue.py);
+- membership, blocks, unknown conversations and earlier client_ids are decided in the statement;
+- each conversation's seqs are taken with one `UPDATE … RETURNING` over rows locked in id order
+  (`locked`: a sort under the row locks, so batches of several processes never wait on each
+  other in a cycle), and the messages inserted with them.
+
+Outcomes the statement cannot answer alone (a repeated client_id, whose first message and
+attachments are loaded by the ORM) are left to the caller as `None`. If the statement fails (a
+client_id stored concurrently in another conversation trips the unique constraint) nothing of the
+batch is stored and the caller sends each request through the ORM path alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.db import connections
+from django.utils import timezone
+
+from hub.errors import HubError, NotFound, PermissionDenied
+from hub.models import Message, MessageKind
+from hub.services.messages import SendRequest, Sent
+
+_BATCH_SQL = """
+WITH req AS (
+    SELECT * FROM unnest(%(idx)s::int[], %(conv)s::uuid[], %(sender)s::uuid[], %(client_id)s::text[], %(body)s::text[])
+        AS r(idx, conv, sender, client_id, body)
+),
+chk AS (
+    SELECT r.*,
+        EXISTS (SELECT 1 FROM conversations c WHERE c.id = r.conv) AS conv_exists,
+        EXISTS (SELECT 1 FROM conversation_members m WHERE m.conversation_id = r.conv AND m.user_id = r.sender)
+            AS is_member,
+        EXISTS (
+            SELECT 1 FROM conversation_members m JOIN blocks b
+              ON (b.blocker_id = m.user_id AND b.blocked_id = r.sender)
+              OR (b.blocker_id = r.sender AND b.blocked_id = m.user_id)
+            WHERE m.conversation_id = r.conv
+        ) AS blocked,
+        EXISTS (SELECT 1 FROM messages e WHERE e.sender_id = r.sender AND e.client_id = r.client_id) AS repeated,
+        row_number() OVER (PARTITION BY r.sender, r.client_id ORDER BY r.idx) AS occurrence
+    FROM req r
+),
+fresh AS (
+    SELECT chk.*, row_number() OVER (PARTITION BY conv ORDER BY idx) AS rn
+    FROM chk WHERE is_member AND NOT blocked AND NOT repeated AND occurrence = 1
+),
+counts AS (SELECT conv, count(*) AS n FROM fresh GROUP BY conv),
+locked AS (
+    SELECT c.id FROM conversations c WHERE c.id IN (SELECT conv FROM counts) ORDER BY c.id FOR NO KEY UPDATE
+),
+seqs AS (
+    UPDATE conversations c SET last_seq = c.last_seq + v.n, last_message_at = %(now)s
+    FROM (SELECT locked.id, counts.n FROM locked JOIN counts ON counts.conv = locked.id) v
+    WHERE c.id = v.id
+    RETURNING c.id, c.last_seq - v.n AS base
+),
+ins AS (
+    INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, data, created_at)
+    SELECT gen_random_uuid(), f.conv, s.base + f.rn, f.sender, f.client_id, %(kind)s, f.body, '{}'::jsonb, %(now)s
+    FROM fresh f JOIN seqs s ON s.id = f.conv
+    RETURNING id, seq, sender_id, client_id
+)
+SELECT ch.idx, ch.conv_exists, ch.is_member, ch.blocked, ch.repeated, ch.occurrence, i.id, i.seq,
+    (SELECT array_agg(m.user_id) FROM conversation_members m WHERE m.conversation_id = ch.conv) AS members
+FROM chk ch LEFT JOIN ins i ON i.sender_id = ch.sender AND i.client_id = ch.client_id AND ch.occurrence = 1
+"""
+
+
+class Connections:
+    """One autocommit connection per event loop, opened on first use and again after a failure."""
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def get(self) -> psycopg.AsyncConnection[Any]:
+        loop = asyncio.get_running_loop()
+        conn = self._by_loop.get(loop)
+        if conn is None or conn.closed:
+            params = connections["default"].get_connection_params()
+            for sync_only in ("cursor_factory", "context"):
+                params.pop(sync_only, None)
+            conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
+            self._by_loop[loop] = conn
+        return conn
+
+    def close_all(self) -> None:
+        """Close every loop's connection at once, from sync code (tests end their loops with it)."""
+        for conn in list(self._by_loop.values()):
+            conn.pgconn.finish()
+        self._by_loop.clear()
+
+    async def discard(self) -> None:
+        conn = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if conn is not None and not conn.closed:
+            await conn.close()
+
+
+_connections = Connections()
+close_connections = _connections.close_all
+close_connection = _connections.discard  # this loop's
+
+
+def available() -> bool:
+    """The fast path needs PostgreSQL (the ORM path serves SQLite, e.g. `make run`)."""
+    return connections["default"].vendor == "postgresql"
+
+
+async def messages_commit(requests: Sequence[SendRequest]) -> list[Sent | HubError | None]:
+    """Store a batch of text sends (no attachments); `None` where the ORM path must answer (a repeat)."""
+    if not requests:
+        return []
+    now = timezone.now()
+    params = {
+        "idx": list(range(len(requests))),
+        "conv": [r.conversation_id for r in requests],
+        "sender": [r.sender.id for r in requests],
+        "client_id": [r.client_id for r in requests],
+        "body": [r.body for r in requests],
+        "now": now,
+        "kind": MessageKind.TEXT.value,
+    }
+    conn = await _connections.get()
+    try:
+        async with conn.cursor() as cur:  # autocommit: the statement is its own transaction
+            await cur.execute(_BATCH_SQL, params)
+            rows = await cur.fetchall()
+    except psycopg.OperationalError:
+        await _connections.discard()  # a broken connection is not reused
+        raise
+    outcomes: list[Sent | HubError | None] = [None] * len(requests)
+    for idx, conv_exists, is_member, blocked, repeated, occurrence, message_id, seq, members in rows:
+        r = requests[idx]
+        if not is_member:
+            if conv_exists:
+                outcomes[idx] = PermissionDenied(
+                    "You are not a member of this conversation.", conversation_id=str(r.conversation_id)
+                )
+            else:
+                outcomes[idx] = NotFound("No such conversation.", conversation_id=str(r.conversation_id))
+        elif blocked:
+            outcomes[idx] = PermissionDenied("A block stands between you and a member of this conversation.")
+        elif repeated or occurrence > 1 or message_id is None:
+            outcomes[idx] = None  # answered with the first message, by the ORM path
+        else:
+            message = Message(
+                id=message_id if isinstance(message_id, uuid.UUID) else uuid.UUID(str(message_id)),
+                conversation_id=r.conversation_id,
+                seq=seq,
+                sender=r.sender,
+                client_id=r.client_id,
+                kind=MessageKind.TEXT,
+                body=r.body,
+                data={},
+                created_at=now,
+            )
+            outcomes[idx] = Sent(message=message, attachments=[], announce_to=list(members or []))
+    return outcomes

@@ -28,6 +28,7 @@ class Coalescer(Generic[T, R]):
         self._max = max_batch
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._draining = False
+        self._task: asyncio.Task[None] | None = None
 
     async def __call__(self, item: T) -> R:
         loop = asyncio.get_running_loop()
@@ -35,7 +36,7 @@ class Coalescer(Generic[T, R]):
         self._waiting.append((item, future))
         if not self._draining:
             self._draining = True
-            loop.create_task(self._drain())
+            self._task = loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:

@@ -21,8 +21,18 @@ from django.db import transaction
 EVENT_MESSAGE_TYPE = "hub.event"
 
 
+# A WebSocket's `channel_name` is "<its process's channel><CONNECTION_SEPARATOR><connection id>" (ADR 0035):
+# events for exactly one connection go to its process's channel, which hands them to the connection.
+CONNECTION_SEPARATOR = "!"
+
+
 def user_group(user_id: uuid.UUID | str) -> str:
     return f"user.{user_id}"
+
+
+def connection_channel(process_channel: str, connection_id: str) -> str:
+    """The `channel_name` of a connection held by the process that subscribes to `process_channel`."""
+    return f"{process_channel}{CONNECTION_SEPARATOR}{connection_id}"
 
 
 def encode_frame(frame_type: str, data: dict[str, Any]) -> str:
@@ -105,10 +115,15 @@ class _BatchPublisher:
 async def _publish_batched(layer: RedisPubSubChannelLayer, groups: list[str], message: dict[str, Any]) -> None:
     """What `group_send` does for each group (same channel names, same serialisation), batched."""
     inner = layer._get_layer()  # this loop's layer: its shards and naming
+    await _publish_channels(layer, [inner._get_group_channel_name(group) for group in groups], message)
+
+
+async def _publish_channels(layer: RedisPubSubChannelLayer, channels: list[str], message: dict[str, Any]) -> None:
+    """PUBLISH one message to Redis channels, through each shard's batching publisher."""
+    inner = layer._get_layer()
     payload = layer.serialize(message)
     by_shard: dict[Any, list[tuple[str, bytes]]] = {}
-    for group in groups:
-        channel = inner._get_group_channel_name(group)
+    for channel in channels:
         by_shard.setdefault(inner._get_shard(channel), []).append((channel, payload))
     publishes = []
     for shard, items in by_shard.items():
@@ -120,10 +135,16 @@ async def _publish_batched(layer: RedisPubSubChannelLayer, groups: list[str], me
 
 
 async def send_to_channel(channel_name: str, frame_type: str, data: dict[str, Any]) -> None:
-    """Send one event to exactly one connection (call signaling)."""
+    """Send one event to exactly one connection (call signaling), in whichever web process holds it."""
     layer = get_channel_layer()
     assert layer is not None
-    await layer.send(channel_name, layer_message(encode_frame(frame_type, data)))
+    message = layer_message(encode_frame(frame_type, data))
+    process_channel, separator, connection_id = channel_name.rpartition(CONNECTION_SEPARATOR)
+    if separator and isinstance(layer, RedisPubSubChannelLayer):
+        message["to"] = connection_id  # the process's router hands it to that connection only
+        await _publish_channels(layer, [process_channel], message)
+        return
+    await layer.send(channel_name, message)
 
 
 def emit(

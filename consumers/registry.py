@@ -44,8 +44,7 @@ DISCONNECT_HOOKS: list[Hook] = []
 
 
 def handles(
-    frame_type: str,
-    schema: type[P] = Empty,  # type: ignore[assignment]
+    frame_type: str, schema: type[P] = Empty  # type: ignore[assignment]
 ) -> Callable[[Callable[[Connection, P], Awaitable[dict[str, Any] | None]]], HandlerFunc]:
     """Register the handler of one request type; its reply `data` is what it returns."""
 

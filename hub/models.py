@@ -185,7 +185,9 @@ class Review(models.Model):
     class Meta:
         db_table = "reviews"
         indexes = [models.Index(fields=["provider", "created_at"], name="reviews_provider_created_idx")]
-        constraints = [models.CheckConstraint(condition=Q(rating__gte=1) & Q(rating__lte=5), name="reviews_rating_1_5")]
+        constraints = [
+            models.CheckConstraint(condition=Q(rating__gte=1) & Q(rating__lte=5), name="reviews_rating_1_5")
+        ]
 
 
 class ConversationKind(models.TextChoices):
@@ -285,7 +287,9 @@ class Attachment(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     uploader = models.ForeignKey(User, on_delete=models.CASCADE, related_name="attachments")
-    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="attachments")
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="attachments"
+    )
     file = models.FileField(upload_to=attachment_path, max_length=300)
     name = models.CharField(max_length=255)
     content_type = models.CharField(max_length=100)

@@ -101,11 +101,7 @@ class ServerProcess:
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             ["bash", "-c", f"exec {procfile_command(process)}"],
-            cwd=ROOT,
-            env=full_env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 30) -> None:

@@ -57,7 +57,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
             _check("broker", _broker, checks),
         ]
     )
-    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    return JsonResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+    )
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

@@ -68,11 +68,9 @@ def test_inactive_user_refused() -> None:
 @pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
 def test_public_key_tokens(settings, algorithm: str) -> None:  # type: ignore[no-untyped-def]
     private = rsa.generate_private_key(65537, 2048) if algorithm == "RS256" else ec.generate_private_key(ec.SECP256R1())
-    settings.HUB_JWT_PUBLIC_KEY = (
-        private.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    settings.HUB_JWT_PUBLIC_KEY = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
     user = CustomerFactory()
     assert user_from_jwt(jwt.encode(claims(user.id), private, algorithm=algorithm)) == user
     # With a public key configured, an HS256 token (even one signed with that key's text) is refused.
@@ -84,7 +82,6 @@ def test_public_key_tokens(settings, algorithm: str) -> None:  # type: ignore[no
 
 def hand_signed_hs256(payload: dict[str, object], secret: str) -> str:
     """The key-confusion attack: HS256 keyed with the public key's PEM (PyJWT refuses to make one)."""
-
     def b64(raw: bytes) -> str:
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -116,11 +113,8 @@ def test_http_bearer_and_error_format(client: Client) -> None:
     ok = client.post("/api/ws-tickets", HTTP_AUTHORIZATION=f"Bearer {hs256(claims(user.id))}")
     assert ok.status_code == 201
     assert set(ok.json()) == {"ticket", "expires_at"}
-    for header in (
-        {},
-        {"HTTP_AUTHORIZATION": "Bearer nope"},
-        {"HTTP_AUTHORIZATION": f"Bearer {hs256(claims(user.id, exp_in=-100))}"},
-    ):
+    for header in ({}, {"HTTP_AUTHORIZATION": "Bearer nope"},
+                   {"HTTP_AUTHORIZATION": f"Bearer {hs256(claims(user.id, exp_in=-100))}"}):
         response = client.post("/api/ws-tickets", **header)
         assert response.status_code == 401
         body = response.json()

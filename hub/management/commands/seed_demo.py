@@ -93,7 +93,9 @@ class Command(BaseCommand):
 
     def _marketplace(self) -> list[User]:
         categories = {
-            slug: Category.objects.get_or_create(id=stable_id("cat", slug), defaults={"name": name, "slug": slug})[0]
+            slug: Category.objects.get_or_create(
+                id=stable_id("cat", slug), defaults={"name": name, "slug": slug}
+            )[0]
             for name, slug in CATEGORIES
         }
         users: list[User] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,16 +57,14 @@ class Coalescer(Generic[T, R]):
             self._draining = False
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Coalescer[object, object]]] = (
-    weakref.WeakKeyDictionary()
-)
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def loop_coalescer(name: str, run: Callable[[list[T]], Awaitable[Sequence[R]]]) -> Coalescer[T, R]:
     """The running loop's coalescer of this name (futures belong to one loop; tests run one loop per test)."""
     loop = asyncio.get_running_loop()
     mine = _per_loop.setdefault(loop, {})
-    coalescer = mine.get(name)
+    coalescer: Coalescer[T, R] | None = mine.get(name)
     if coalescer is None:
-        coalescer = mine[name] = Coalescer(run)  # type: ignore[assignment]
-    return coalescer  # type: ignore[return-value]
+        coalescer = mine[name] = Coalescer(run)
+    return coalescer

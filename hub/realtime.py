@@ -112,26 +112,52 @@ class _BatchPublisher:
                         done.set_result(None)
 
 
+async def emit_many_async(events: Iterable[tuple[str, dict[str, Any], Iterable[uuid.UUID | str]]]) -> None:
+    """Several `emit_async`s at once, e.g. the presence of a burst of connects: one pipeline per shard,
+    each event's PUBLISHes in the order given."""
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is not configured"
+    if not isinstance(layer, RedisPubSubChannelLayer):
+        for frame_type, data, to in events:
+            await emit_async(frame_type, data, to=to)
+        return
+    inner = layer._get_layer()
+    items: list[tuple[str, bytes]] = []
+    for frame_type, data, to in events:
+        payload = layer.serialize(layer_message(encode_frame(frame_type, data)))
+        items += [(inner._get_group_channel_name(user_group(u)), payload) for u in dict.fromkeys(str(u) for u in to)]
+    await _publish_items(layer, items)
+
+
 async def _publish_batched(layer: RedisPubSubChannelLayer, groups: list[str], message: dict[str, Any]) -> None:
     """What `group_send` does for each group (same channel names, same serialisation), batched."""
     inner = layer._get_layer()  # this loop's layer: its shards and naming
-    await _publish_channels(layer, [inner._get_group_channel_name(group) for group in groups], message)
+    payload = layer.serialize(message)
+    await _publish_items(layer, [(inner._get_group_channel_name(group), payload) for group in groups])
 
 
 async def _publish_channels(layer: RedisPubSubChannelLayer, channels: list[str], message: dict[str, Any]) -> None:
     """PUBLISH one message to Redis channels, through each shard's batching publisher."""
-    inner = layer._get_layer()
     payload = layer.serialize(message)
+    await _publish_items(layer, [(channel, payload) for channel in channels])
+
+
+async def _publish_items(layer: RedisPubSubChannelLayer, items: list[tuple[str, bytes]]) -> None:
+    """(channel, payload) PUBLISHes, in order per shard, through each shard's batching publisher."""
+    inner = layer._get_layer()
     by_shard: dict[Any, list[tuple[str, bytes]]] = {}
-    for channel in channels:
+    for channel, payload in items:
         by_shard.setdefault(inner._get_shard(channel), []).append((channel, payload))
     publishes = []
-    for shard, items in by_shard.items():
+    for shard, mine in by_shard.items():
         publisher = getattr(shard, "_hub_publisher", None)
         if publisher is None:
             publisher = shard._hub_publisher = _BatchPublisher(shard.host)
-        publishes.append(publisher.publish(items))
-    await asyncio.gather(*publishes)
+        publishes.append(publisher.publish(mine))
+    if len(publishes) == 1:
+        await publishes[0]  # the usual single Redis: no task per emit
+    elif publishes:
+        await asyncio.gather(*publishes)
 
 
 async def send_to_channel(channel_name: str, frame_type: str, data: dict[str, Any]) -> None:

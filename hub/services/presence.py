@@ -153,15 +153,11 @@ async def _announce_batch(items: list[tuple[uuid.UUID, str, datetime]]) -> list[
     """Announce transitions of many users: one peers query for all, then their events, in call order."""
     offline = {user_id: at for user_id, status, at in items if status == "offline"}
     peers = await database_sync_to_async(_peers_and_store)(list(dict.fromkeys(u for u, _, _ in items)), offline)
-    # Started in order, so the publisher queues them in order: one user's online/offline stay ordered.
-    await asyncio.gather(
-        *(
-            realtime.emit_async(
-                "presence", {"user_id": str(user_id), "status": status, "last_seen_at": iso(at)}, to=peers[user_id]
-            )
-            for user_id, status, at in items
-            if peers.get(user_id)
-        )
+    # One batch of PUBLISHes, in call order: one user's online and offline stay ordered.
+    await realtime.emit_many_async(
+        ("presence", {"user_id": str(user_id), "status": status, "last_seen_at": iso(at)}, peers[user_id])
+        for user_id, status, at in items
+        if peers.get(user_id)
     )
     return [None] * len(items)
 

@@ -98,9 +98,9 @@ class _Subscriber:
                     await conn.send_command("UNSUBSCRIBE", *unsubscribe, check_health=False)
                 if subscribe:
                     await conn.send_command("SUBSCRIBE", *subscribe, check_health=False)
-            except Exception:
+            except Exception as exc:
                 log.exception("router: Redis subscription failed; reconnecting")
-                await self._reset()
+                await self._reset(exc)
                 await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def _connection(self) -> Any:
@@ -111,15 +111,20 @@ class _Subscriber:
             self._reader = asyncio.get_running_loop().create_task(self._read(conn))
         return self._conn
 
-    async def _reset(self) -> None:
-        """The connection is gone: every wanted channel is subscribed again on the next one."""
+    async def _reset(self, exc: BaseException) -> None:
+        """The connection is gone: every wanted channel is subscribed again on the next one. Handshakes
+        waiting for a subscription fail now (their consumers end, the clients reconnect), as they
+        did when the channel layer's `group_add` failed, rather than hang while Redis is away."""
         conn, self._conn = self._conn, None
         if self._reader is not None and self._reader is not asyncio.current_task():
             self._reader.cancel()
         self._reader = None
-        for channel, futures in self._unconfirmed.items():
-            self._waiting.setdefault(channel, []).extend(futures)
+        for futures in [*self._unconfirmed.values(), *self._waiting.values()]:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(ConnectionError(f"Redis subscription lost: {exc}"))
         self._unconfirmed.clear()
+        self._waiting.clear()
         self._expect.clear()
         self._sent.clear()
         self._dirty |= self._wanted
@@ -146,11 +151,11 @@ class _Subscriber:
                                 future.set_result(None)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             if self._conn is not conn:
                 return
             log.exception("router: lost the Redis subscription connection; reconnecting")
-            await self._reset()
+            await self._reset(exc)
             await asyncio.sleep(RECONNECT_DELAY_S)
             if self._dirty and (self._flusher is None or self._flusher.done()):
                 self._flusher = asyncio.get_running_loop().create_task(self._flush())

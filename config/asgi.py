@@ -14,6 +14,7 @@ from consumers.auth import handshake_stack  # noqa: E402
 from consumers.routing import websocket_urlpatterns  # noqa: E402
 
 daphne_options.install()
+daphne_options.tune_gc()
 
 application = ProtocolTypeRouter(
     {

@@ -156,5 +156,20 @@ class HandshakeMiddleware:
         return await self.inner(scope, receive, send)
 
 
+def _has_ticket(scope: dict[str, Any]) -> bool:
+    return "ticket" in parse_qs(scope.get("query_string", b"").decode("latin-1"))
+
+
 def handshake_stack(inner: Any) -> Any:
-    return CookieMiddleware(SessionMiddleware(HandshakeMiddleware(inner)))
+    """The handshake checks, behind channels' cookie and session middleware only when the session can
+    matter: a connection with a bearer header or a ticket never reads it (`authenticate`), and the
+    wrappers cost every connection ~2 KiB and a check of every frame it sends (ADR 0035)."""
+    bare = HandshakeMiddleware(inner)
+    with_session = CookieMiddleware(SessionMiddleware(bare))
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if _header(scope, b"authorization") or _has_ticket(scope):
+            return await bare(scope, receive, send)
+        return await with_session(scope, receive, send)
+
+    return app

@@ -5,7 +5,6 @@ handler (which calls a service), send exactly one reply or error with the reques
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -14,6 +13,8 @@ from typing import Any
 import orjson
 from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
+from channels.db import aclose_old_connections
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -21,10 +22,11 @@ from pydantic import ValidationError
 
 from consumers import handlers  # noqa: F401  (registers every request type)
 from consumers.connection import CLOSE_AFTER_ANSWER, Connection
+from consumers.idle import idle_sweeper
 from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES
+from consumers.router import local_router
 from hub import metrics, serialize
 from hub.errors import BadRequest, HubError
-from hub.realtime import user_group
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,30 @@ def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 class HubConsumer(AsyncWebsocketConsumer):
+    """One WebSocket. Events reach it from the process's router (consumers.router), not from a
+    channel-layer channel of its own, and one per-process timer closes it when silent (ADR 0035)."""
+
     conn: Connection | None = None
-    _watchdog: asyncio.Task[None] | None = None
+    channel_layer = None
+    channel_name = ""
+    # While a frame (or the connect) is being handled, events wait here and follow its reply, as
+    # they did in channels' dispatch loop, which took one message at a time.
+    _busy = False
+    _deferred: list[str] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' consumer loop without its per-connection channel: no channel-layer SUBSCRIBE,
+        queue and receive task per connection, one pending task less (ADR 0035)."""
+        self.scope = scope
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        finally:
+            if self.conn is not None:  # cancelled or crashed before its disconnect ran
+                self._unroute(self.conn)
 
     async def connect(self) -> None:
         await self.accept()
@@ -55,10 +79,13 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self.close(code=code, reason=reason)
             return
         user = self.scope["user"]
-        self.conn = Connection(user=user, connection_id=uuid.uuid4().hex, channel_name=self.channel_name, consumer=self)
+        connection_id = uuid.uuid4().hex
+        router = local_router()
+        self.channel_name = router.channel_name(connection_id)
+        self.conn = Connection(user=user, connection_id=connection_id, channel_name=self.channel_name, consumer=self)
         self._last_rx = time.monotonic()
-        assert self.channel_layer is not None
-        await self.channel_layer.group_add(user_group(user.id), self.channel_name)
+        idle_sweeper().touch(self)
+        await router.add(user.id, connection_id, self)
         metrics.WS_CONNECTIONS_OPEN.inc()
         metrics.WS_CONNECTIONS_TOTAL.inc()
         await self.send_frame(
@@ -72,7 +99,6 @@ class HubConsumer(AsyncWebsocketConsumer):
                 },
             }
         )
-        self._watchdog = asyncio.create_task(self._idle_watchdog())
         for hook in CONNECT_HOOKS:
             await hook(self.conn)
 
@@ -86,36 +112,49 @@ class HubConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        if self.conn is not None and message["type"] == "websocket.receive":
+            idle_sweeper().touch(self)
+        self._busy = True
+        try:
+            await handler(message)
+        finally:
+            while self._deferred:  # events that arrived meanwhile, in arrival order
+                texts, self._deferred = self._deferred, None
+                for text in texts:
+                    await self._send_event(text)
+            self._busy = False
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' version without its loop over channel-layer groups (this consumer joins none)."""
+        await self.disconnect(message["code"])
+        await aclose_old_connections()
+        raise StopConsumer()
 
     async def disconnect(self, code: int) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
         if self.conn is None:
             return
         conn, self.conn = self.conn, None
         metrics.WS_CONNECTIONS_OPEN.dec()
-        assert self.channel_layer is not None
-        await self.channel_layer.group_discard(user_group(conn.user_id), self.channel_name)
+        self._unroute(conn)
         for hook in DISCONNECT_HOOKS:
             try:
                 await hook(conn)
             except Exception:  # one feature's cleanup must not skip the others'
                 log.exception("disconnect hook %s failed", getattr(hook, "__name__", hook))
 
+    def _unroute(self, conn: Connection) -> None:
+        local_router().remove(conn.user_id, conn.connection_id, self)
+        idle_sweeper().remove(self)
+
     async def close_with(self, code: int, reason: str = "") -> None:
         """Close from the hub's side with a protocol close code."""
         metrics.WS_CLOSES.labels(str(code)).inc()
         await self.close(code=code, reason=reason)
 
-    async def _idle_watchdog(self) -> None:
-        timeout = settings.HUB_WS_IDLE_TIMEOUT_S
-        while True:
-            remaining = self._last_rx + timeout - time.monotonic()
-            if remaining <= 0:
-                await self.close_with(CLOSE_IDLE, "idle")
-                return
-            await asyncio.sleep(remaining)
+    async def close_idle(self) -> None:
+        """No frame for HUB_WS_IDLE_TIMEOUT_S (the process's idle sweeper decided): 4408."""
+        if self.conn is not None:
+            await self.close_with(CLOSE_IDLE, "idle")
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         metrics.WS_FRAMES_OUT.labels(frame["type"]).inc()
@@ -129,12 +168,26 @@ class HubConsumer(AsyncWebsocketConsumer):
         except SEND_AFTER_CLOSE as exc:
             log.debug("dropped a frame for a closed connection: %s", exc)
 
+    async def deliver(self, text: str, exclude: str | None) -> None:
+        """An event from the router, already encoded; after the reply of a frame being handled."""
+        if self.conn is None or exclude == self.channel_name:
+            return
+        if self._busy:
+            if self._deferred is None:
+                self._deferred = []
+            self._deferred.append(text)
+            return
+        await self._send_event(text)
+
     async def hub_event(self, message: dict[str, Any]) -> None:
-        """An event from the channel layer, already encoded for its recipients."""
-        if self.conn is None or message.get("exclude") == self.channel_name:
+        """An event in the channel layer's message shape (`hub.realtime.layer_message`)."""
+        await self.deliver(message["text"], message.get("exclude"))
+
+    async def _send_event(self, text: str) -> None:
+        if self.conn is None:
             return
         metrics.WS_FRAMES_OUT.labels("event").inc()
-        await self._send_text(message["text"])
+        await self._send_text(text)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.conn is None:

@@ -21,8 +21,18 @@ from django.db import transaction
 EVENT_MESSAGE_TYPE = "hub.event"
 
 
+# A WebSocket's `channel_name` is "<its process's channel><CONNECTION_SEPARATOR><connection id>" (ADR 0035):
+# events for exactly one connection go to its process's channel, which hands them to the connection.
+CONNECTION_SEPARATOR = "!"
+
+
 def user_group(user_id: uuid.UUID | str) -> str:
     return f"user.{user_id}"
+
+
+def connection_channel(process_channel: str, connection_id: str) -> str:
+    """The `channel_name` of a connection held by the process that subscribes to `process_channel`."""
+    return f"{process_channel}{CONNECTION_SEPARATOR}{connection_id}"
 
 
 def encode_frame(frame_type: str, data: dict[str, Any]) -> str:
@@ -102,28 +112,65 @@ class _BatchPublisher:
                         done.set_result(None)
 
 
+async def emit_many_async(events: Iterable[tuple[str, dict[str, Any], Iterable[uuid.UUID | str]]]) -> None:
+    """Several `emit_async`s at once, e.g. the presence of a burst of connects: one pipeline per shard,
+    each event's PUBLISHes in the order given."""
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is not configured"
+    if not isinstance(layer, RedisPubSubChannelLayer):
+        for frame_type, data, to in events:
+            await emit_async(frame_type, data, to=to)
+        return
+    inner = layer._get_layer()
+    items: list[tuple[str, bytes]] = []
+    for frame_type, data, to in events:
+        payload = layer.serialize(layer_message(encode_frame(frame_type, data)))
+        items += [(inner._get_group_channel_name(user_group(u)), payload) for u in dict.fromkeys(str(u) for u in to)]
+    await _publish_items(layer, items)
+
+
 async def _publish_batched(layer: RedisPubSubChannelLayer, groups: list[str], message: dict[str, Any]) -> None:
     """What `group_send` does for each group (same channel names, same serialisation), batched."""
     inner = layer._get_layer()  # this loop's layer: its shards and naming
     payload = layer.serialize(message)
+    await _publish_items(layer, [(inner._get_group_channel_name(group), payload) for group in groups])
+
+
+async def _publish_channels(layer: RedisPubSubChannelLayer, channels: list[str], message: dict[str, Any]) -> None:
+    """PUBLISH one message to Redis channels, through each shard's batching publisher."""
+    payload = layer.serialize(message)
+    await _publish_items(layer, [(channel, payload) for channel in channels])
+
+
+async def _publish_items(layer: RedisPubSubChannelLayer, items: list[tuple[str, bytes]]) -> None:
+    """(channel, payload) PUBLISHes, in order per shard, through each shard's batching publisher."""
+    inner = layer._get_layer()
     by_shard: dict[Any, list[tuple[str, bytes]]] = {}
-    for group in groups:
-        channel = inner._get_group_channel_name(group)
+    for channel, payload in items:
         by_shard.setdefault(inner._get_shard(channel), []).append((channel, payload))
     publishes = []
-    for shard, items in by_shard.items():
+    for shard, mine in by_shard.items():
         publisher = getattr(shard, "_hub_publisher", None)
         if publisher is None:
             publisher = shard._hub_publisher = _BatchPublisher(shard.host)
-        publishes.append(publisher.publish(items))
-    await asyncio.gather(*publishes)
+        publishes.append(publisher.publish(mine))
+    if len(publishes) == 1:
+        await publishes[0]  # the usual single Redis: no task per emit
+    elif publishes:
+        await asyncio.gather(*publishes)
 
 
 async def send_to_channel(channel_name: str, frame_type: str, data: dict[str, Any]) -> None:
-    """Send one event to exactly one connection (call signaling)."""
+    """Send one event to exactly one connection (call signaling), in whichever web process holds it."""
     layer = get_channel_layer()
     assert layer is not None
-    await layer.send(channel_name, layer_message(encode_frame(frame_type, data)))
+    message = layer_message(encode_frame(frame_type, data))
+    process_channel, separator, connection_id = channel_name.rpartition(CONNECTION_SEPARATOR)
+    if separator and isinstance(layer, RedisPubSubChannelLayer):
+        message["to"] = connection_id  # the process's router hands it to that connection only
+        await _publish_channels(layer, [process_channel], message)
+        return
+    await layer.send(channel_name, message)
 
 
 def emit(

@@ -499,6 +499,31 @@ def conversation_peers(*, user_id: uuid.UUID) -> list[uuid.UUID]:
     )
 
 
+def conversation_peers_many(*, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """`conversation_peers` of many users at once (presence in a reconnect storm): two queries for any number."""
+    peers: dict[uuid.UUID, set[uuid.UUID]] = {user_id: set() for user_id in user_ids}
+    if not peers:
+        return {}
+    ids = list(peers)
+    mine = ConversationMember.objects.filter(user_id__in=ids).values("conversation_id")
+    members: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for conversation_id, member_id in ConversationMember.objects.filter(conversation_id__in=mine).values_list(
+        "conversation_id", "user_id"
+    ):
+        members.setdefault(conversation_id, []).append(member_id)
+    for group in members.values():
+        for member_id in group:
+            if member_id in peers:
+                peers[member_id].update(other for other in group if other != member_id)
+    blocks = Block.objects.filter(Q(blocker_id__in=ids) | Q(blocked_id__in=ids)).values_list("blocker_id", "blocked_id")
+    for blocker, blocked in blocks:
+        if blocker in peers:
+            peers[blocker].discard(blocked)
+        if blocked in peers:
+            peers[blocked].discard(blocker)
+    return {user_id: list(found) for user_id, found in peers.items()}
+
+
 def shares_conversation(*, user_id: uuid.UUID, others: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     """Those of `others` who share a conversation with `user_id`; one query."""
     mine = ConversationMember.objects.filter(user_id=user_id).values("conversation_id")

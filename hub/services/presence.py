@@ -23,11 +23,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from hub import realtime
+from hub.coalesce import loop_coalescer
 from hub.errors import BadRequest
 from hub.models import User
 from hub.redis_clients import async_redis, sync_redis
 from hub.serialize import iso
-from hub.services.conversations import blocked_either_way, conversation_peers, shares_conversation
+from hub.services.conversations import blocked_either_way, conversation_peers_many, shares_conversation
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ QUERY_MAX = 500
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
 
-# ARGV: ttl, then user id / connection id pairs. Returns the users whose first live entry this is.
+# ARGV: ttl, then user id / connection id pairs. Returns per pair 1 if it is its user's first live entry.
 _TOUCH = (
     _NOW
     + """
@@ -55,24 +56,32 @@ for i = 2, #ARGV, 2 do
   redis.call('ZADD', key, now + ttl, conn)
   redis.call('EXPIRE', key, math.ceil(ttl * 2))
   redis.call('ZADD', KEYS[2], now + ttl, uid .. '|' .. conn)
-  if before == 0 and not had then table.insert(came, uid) end
+  if before == 0 and not had then came[#came + 1] = 1 else came[#came + 1] = 0 end
 end
 return came
 """
 )
 
-# KEYS: conns key, expiry, seen key. ARGV: connection id, "uid|conn", seen value. 1 = last device left.
+# KEYS: conns prefix, expiry, seen prefix. ARGV: seen value, keep, then user id / connection id
+# pairs. Returns per pair 1 if removing it left its user with no live entry (the last device left).
 _LEAVE = (
     _NOW
     + """
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
-  return 1
+local gone = {}
+for i = 3, #ARGV, 2 do
+  local uid, conn = ARGV[i], ARGV[i + 1]
+  local key = KEYS[1] .. uid
+  local removed = redis.call('ZREM', key, conn)
+  redis.call('ZREM', KEYS[2], uid .. '|' .. conn)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if removed == 1 and redis.call('ZCARD', key) == 0 then
+    redis.call('SET', KEYS[3] .. uid, ARGV[1], 'EX', ARGV[2])
+    gone[#gone + 1] = 1
+  else
+    gone[#gone + 1] = 0
+  end
 end
-return 0
+return gone
 """
 )
 
@@ -130,23 +139,52 @@ def _ttl() -> int:
 # --- announcing --------------------------------------------------------------------------------
 
 
-@database_sync_to_async
-def _peers(user_id: uuid.UUID) -> list[uuid.UUID]:
-    return conversation_peers(user_id=user_id)
+def _peers_and_store(user_ids: list[uuid.UUID], offline: dict[uuid.UUID, datetime]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Store `last_seen_at` of the users gone offline, then everyone's peers: one thread hop, few queries."""
+    by_time: dict[datetime, list[uuid.UUID]] = {}
+    for user_id, at in offline.items():
+        by_time.setdefault(at, []).append(user_id)
+    for at, ids in by_time.items():
+        User.objects.filter(id__in=ids).update(last_seen_at=at)
+    return conversation_peers_many(user_ids=user_ids)
 
 
-@database_sync_to_async
-def _store_last_seen(user_ids: list[uuid.UUID], at: datetime) -> None:
-    User.objects.filter(id__in=user_ids).update(last_seen_at=at)
+async def _announce_batch(items: list[tuple[uuid.UUID, str, datetime]]) -> list[None]:
+    """Announce transitions of many users: one peers query for all, then their events, in call order."""
+    offline = {user_id: at for user_id, status, at in items if status == "offline"}
+    peers = await database_sync_to_async(_peers_and_store)(list(dict.fromkeys(u for u, _, _ in items)), offline)
+    # One batch of PUBLISHes, in call order: one user's online and offline stay ordered.
+    await realtime.emit_many_async(
+        ("presence", {"user_id": str(user_id), "status": status, "last_seen_at": iso(at)}, peers[user_id])
+        for user_id, status, at in items
+        if peers.get(user_id)
+    )
+    return [None] * len(items)
 
 
 async def _announce(user_id: uuid.UUID, status: str, at: datetime) -> None:
-    """`presence` to every user sharing a conversation with `user_id` (blocks excluded)."""
-    to = await _peers(user_id)
-    if to:
-        await realtime.emit_async(
-            "presence", {"user_id": str(user_id), "status": status, "last_seen_at": iso(at)}, to=to
-        )
+    """`presence` to every user sharing a conversation with `user_id` (blocks excluded); `offline` also
+    stores `last_seen_at`. Concurrent announcements share one database round trip (ADR 0035)."""
+    await loop_coalescer("presence.announce", _announce_batch)((user_id, status, at))
+
+
+async def _touch_batch(items: list[tuple[uuid.UUID, str]]) -> list[bool]:
+    """Register many connections in one script call; True for each that is its user's first live one."""
+    args: list[Any] = [_ttl()]
+    for user_id, conn_id in items:
+        args += [str(user_id), conn_id]
+    flags = await _script("touch", _TOUCH)(keys=[CONNS, EXPIRY], args=args)
+    return [bool(int(f)) for f in flags]
+
+
+async def _leave_batch(items: list[tuple[uuid.UUID, str]]) -> list[tuple[bool, datetime]]:
+    """Drop many connections in one script call; per item, whether its user has none left, and when."""
+    now = timezone.now()
+    args: list[Any] = [iso(now), SEEN_KEEP_S]
+    for user_id, conn_id in items:
+        args += [str(user_id), conn_id]
+    flags = await _script("leave", _LEAVE)(keys=[CONNS, EXPIRY, SEEN], args=args)
+    return [(bool(int(f)), now) for f in flags]
 
 
 # --- this process's connections ------------------------------------------------------------------
@@ -195,10 +233,11 @@ class _Tracker:
             args: list[Any] = [_ttl()]
             for conn_id, user_id in chunk:
                 args += [str(user_id), conn_id]
-            came = await _script("touch", _TOUCH)(keys=[CONNS, EXPIRY], args=args)
+            flags = await _script("touch", _TOUCH)(keys=[CONNS, EXPIRY], args=args)
             # Only after an entry had expired (a stalled process): announce the user again.
-            for uid in came:
-                await _announce(uuid.UUID(uid.decode()), "online", timezone.now())
+            came = [user_id for (_, user_id), flag in zip(chunk, flags, strict=True) if int(flag)]
+            now = timezone.now()
+            await asyncio.gather(*(_announce(user_id, "online", now) for user_id in dict.fromkeys(came)))
 
 
 _tracker = _Tracker()
@@ -210,8 +249,7 @@ async def presence_connect(*, user_id: uuid.UUID, connection_id: str, owner: Any
     if owner is not None:
         _tracker.owners[connection_id] = weakref.ref(owner)
     _tracker.ensure_running()
-    came = await _script("touch", _TOUCH)(keys=[CONNS, EXPIRY], args=[_ttl(), str(user_id), connection_id])
-    if came:
+    if await loop_coalescer("presence.touch", _touch_batch)((user_id, connection_id)):
         await _announce(user_id, "online", timezone.now())
         return True
     return False
@@ -222,14 +260,9 @@ async def presence_disconnect(*, user_id: uuid.UUID, connection_id: str) -> bool
     _tracker.local.pop(connection_id, None)
     _tracker.owners.pop(connection_id, None)
     _tracker.stop_if_idle()
-    now = timezone.now()
-    last = await _script("leave", _LEAVE)(
-        keys=[f"{CONNS}{user_id}", EXPIRY, f"{SEEN}{user_id}"],
-        args=[connection_id, f"{user_id}|{connection_id}", iso(now), SEEN_KEEP_S],
-    )
-    if int(last):
-        await _store_last_seen([user_id], now)
-        await _announce(user_id, "offline", now)
+    last, at = await loop_coalescer("presence.leave", _leave_batch)((user_id, connection_id))
+    if last:
+        await _announce(user_id, "offline", at)
         return True
     return False
 
@@ -239,10 +272,7 @@ async def presence_sweep() -> list[uuid.UUID]:
     now = timezone.now()
     gone = await _script("sweep", _SWEEP)(keys=[EXPIRY], args=[CONNS, SEEN, iso(now), SEEN_KEEP_S, 1000])
     users = [uuid.UUID(g.decode()) for g in gone]
-    if users:
-        await _store_last_seen(users, now)
-        for user_id in users:
-            await _announce(user_id, "offline", now)
+    await asyncio.gather(*(_announce(user_id, "offline", now) for user_id in users))
     return users
 
 

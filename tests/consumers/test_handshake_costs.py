@@ -88,7 +88,8 @@ async def test_events_are_delivered_without_a_round_trip_through_the_sync_thread
         hops.append("aclose_old_connections")
 
     monkeypatch.setattr("channels.consumer.aclose_old_connections", counting)  # per message, upstream
-    monkeypatch.setattr("channels.generic.websocket.aclose_old_connections", counting)  # at disconnect
+    monkeypatch.setattr("channels.generic.websocket.aclose_old_connections", counting)  # at disconnect, upstream
+    monkeypatch.setattr("consumers.hub.aclose_old_connections", counting)  # at disconnect, the hub's consumer
     user = await sync_to_async(CustomerFactory)()
     async with ws_connect(user) as client:
         for n in range(5):

@@ -1,0 +1,70 @@
+"""Coalescing of concurrent calls into batches, for the connect and disconnect paths (ADR 0035).
+
+A reconnect storm makes thousands of identical small calls (a presence script, a peers query) at
+once; made one by one they queue behind each other in Redis round trips or in channels' single
+sync thread. A `Coalescer` runs the first call at once and gathers every call that arrives while
+that batch is in flight into the next batch, so a lone call costs what it did and a storm costs
+one round trip per batch."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Coalescer(Generic[T, R]):
+    """Calls `run(items)` with the items submitted while the previous batch ran; each caller gets its own result.
+
+    `run` returns one result per item, in order. If it raises, every caller of that batch gets the
+    exception and the next batch runs as usual."""
+
+    def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]], max_batch: int = 2000) -> None:
+        self._run = run
+        self._max = max_batch
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._draining = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._waiting.append((item, future))
+        if not self._draining:
+            self._draining = True
+            self._task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
+                try:
+                    results = await self._run([item for item, _ in batch])
+                except Exception as exc:  # each caller of the batch learns it failed
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():  # a cancelled caller just misses its result
+                        future.set_result(result)
+        finally:
+            self._draining = False
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def loop_coalescer(name: str, run: Callable[[list[T]], Awaitable[Sequence[R]]]) -> Coalescer[T, R]:
+    """The running loop's coalescer of this name (futures belong to one loop; tests run one loop per test)."""
+    loop = asyncio.get_running_loop()
+    mine = _per_loop.setdefault(loop, {})
+    coalescer: Coalescer[T, R] | None = mine.get(name)
+    if coalescer is None:
+        coalescer = mine[name] = Coalescer(run)
+    return coalescer

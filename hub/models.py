@@ -214,7 +214,9 @@ class Conversation(models.Model):
 
     class Meta:
         db_table = "conversations"
-        indexes = [models.Index(fields=["-last_message_at"], name="conversations_last_msg_idx")]
+        # No index on last_message_at: every send updates it, and an indexed column would make each
+        # of those updates write every index of the table (no HOT update; ADR 0035). Conversation
+        # lists are per member and sorted after the member index found them.
         constraints = [
             models.CheckConstraint(
                 condition=Q(kind="booking", booking__isnull=False, pair_key__isnull=True)
@@ -249,7 +251,11 @@ class MessageKind(models.TextChoices):
 
 class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # Its own index would repeat the (conversation, seq) unique index's leading column: one index
+    # write more per message for nothing.
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     seq = models.PositiveBigIntegerField()
     sender = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
     # The sender's idempotency key: any string of up to 64 characters (a UUID is typical). See ADR 0010.

@@ -2,73 +2,70 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
-from redis.exceptions import NoScriptError
 
 from hub.errors import RateLimited
 from hub.redis_clients import async_redis, sync_redis
 
-# One atomic step: refill by elapsed time (Redis's clock, so processes agree), then take a token.
+# One atomic step for a whole batch: for each key in turn (a key may repeat), refill its bucket by
+# the elapsed time (Redis's clock, so processes agree), then take a token. Replies: per key, the
+# seconds to wait, or -1 where a token was taken.
 _TAKE = """
 local burst = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(v[1])
-local ts = tonumber(v[2])
-if tokens == nil then tokens = burst; ts = now end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-local retry = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  retry = (1 - tokens) / rate
+local ttl = math.ceil(burst / rate) + 1
+local out = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(v[1])
+  local ts = tonumber(v[2])
+  if tokens == nil then tokens = burst; ts = now end
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  if tokens >= 1 then
+    tokens = tokens - 1
+    out[i] = '-1'
+  else
+    out[i] = tostring((1 - tokens) / rate)
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('EXPIRE', key, ttl)
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
-return {allowed, tostring(retry)}
+return out
 """
-_TAKE_SHA = hashlib.sha1(_TAKE.encode()).hexdigest()
-
-
-def _script():  # type: ignore[no-untyped-def]
-    client = sync_redis()
-    script = getattr(client, "_hub_take", None)
-    if script is None:
-        script = client.register_script(_TAKE)
-        client._hub_take = script  # type: ignore[attr-defined]
-    return script
 
 
 def _outcomes(replies: list[Any]) -> list[RateLimited | None]:
-    return [
-        None if int(allowed) else RateLimited("Too many messages; slow down.", retry_after_s=float(retry))
-        for allowed, retry in replies
-    ]
+    outcomes: list[RateLimited | None] = []
+    for reply in replies:
+        retry = float(reply)
+        outcomes.append(None if retry < 0 else RateLimited("Too many messages; slow down.", retry_after_s=retry))
+    return outcomes
 
 
 def _send_keys(user_ids: Sequence[uuid.UUID]) -> list[str]:
     return [f"hub:rl:send:{user_id}" for user_id in user_ids]
 
 
+def _args() -> list[Any]:
+    return [settings.HUB_SEND_RATE_BURST, settings.HUB_SEND_RATE_PER_S]
+
+
 def message_send_allowances(*, user_ids: Sequence[uuid.UUID]) -> list[RateLimited | None]:
     """The per-user message send limit (HUB_SEND_RATE_BURST, refilling HUB_SEND_RATE_PER_S): one token per
-    send, in order, in one round trip; `RateLimited` where the bucket is empty (a user may appear often)."""
+    send, in order, in one script call; `RateLimited` where the bucket is empty (a user may appear often)."""
     if not user_ids:
         return []
-    script = _script()
-    pipe = sync_redis().pipeline(transaction=False)
-    for key in _send_keys(user_ids):
-        script(keys=[key], args=[settings.HUB_SEND_RATE_BURST, settings.HUB_SEND_RATE_PER_S], client=pipe)
-    return _outcomes(pipe.execute())
+    client = sync_redis()
+    script = getattr(client, "_hub_take", None)
+    if script is None:
+        script = client._hub_take = client.register_script(_TAKE)  # type: ignore[attr-defined]
+    return _outcomes(script(keys=_send_keys(user_ids), args=_args()))
 
 
 async def message_send_allowances_async(*, user_ids: Sequence[uuid.UUID]) -> list[RateLimited | None]:
@@ -76,16 +73,7 @@ async def message_send_allowances_async(*, user_ids: Sequence[uuid.UUID]) -> lis
     if not user_ids:
         return []
     client = async_redis()
-    pipe = client.pipeline(transaction=False)
-    args = [settings.HUB_SEND_RATE_BURST, settings.HUB_SEND_RATE_PER_S]
-    for key in _send_keys(user_ids):
-        pipe.evalsha(_TAKE_SHA, 1, key, *args)
-    try:
-        replies = await pipe.execute()
-    except NoScriptError:  # a restarted Redis forgot the script: load it once, then again
-        await client.script_load(_TAKE)
-        pipe = client.pipeline(transaction=False)
-        for key in _send_keys(user_ids):
-            pipe.evalsha(_TAKE_SHA, 1, key, *args)
-        replies = await pipe.execute()
-    return _outcomes(replies)
+    script = getattr(client, "_hub_take", None)
+    if script is None:
+        script = client._hub_take = client.register_script(_TAKE)  # type: ignore[attr-defined]
+    return _outcomes(await script(keys=_send_keys(user_ids), args=_args()))

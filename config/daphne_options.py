@@ -20,6 +20,8 @@ import autobahn.websocket.protocol
 import txaio
 from daphne.ws_protocol import WebSocketFactory
 
+from config import twisted_writes
+
 _original = WebSocketFactory.setProtocolOptions
 
 
@@ -48,6 +50,7 @@ def tune_gc() -> None:
 
 
 def install() -> None:
+    twisted_writes.install()
     if WebSocketFactory.setProtocolOptions is not _set_protocol_options:
         WebSocketFactory.setProtocolOptions = _set_protocol_options  # type: ignore[method-assign]
     autobahn.websocket.protocol.pformat = _pformat_when_shown  # type: ignore[assignment]

@@ -86,39 +86,44 @@ FROM chk ch LEFT JOIN ins i ON i.sender_id = ch.sender AND i.client_id = ch.clie
 
 
 class Connections:
-    """One autocommit connection per event loop, opened on first use and again after a failure."""
+    """Each event loop's idle autocommit connections: one per batch in flight, opened when first needed."""
 
     def __init__(self) -> None:
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]] = (
+        self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[psycopg.AsyncConnection[Any]]] = (
             weakref.WeakKeyDictionary()
         )
 
-    async def get(self) -> psycopg.AsyncConnection[Any]:
-        loop = asyncio.get_running_loop()
-        conn = self._by_loop.get(loop)
-        if conn is None or conn.closed:
-            params = connections["default"].get_connection_params()
-            for sync_only in ("cursor_factory", "context"):
-                params.pop(sync_only, None)
-            conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
-            self._by_loop[loop] = conn
-        return conn
+    async def acquire(self) -> psycopg.AsyncConnection[Any]:
+        idle = self._idle.setdefault(asyncio.get_running_loop(), [])
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        params = connections["default"].get_connection_params()
+        for sync_only in ("cursor_factory", "context"):
+            params.pop(sync_only, None)
+        return await psycopg.AsyncConnection.connect(**params, autocommit=True)
+
+    def release(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if not conn.closed:
+            self._idle.setdefault(asyncio.get_running_loop(), []).append(conn)
 
     def close_all(self) -> None:
-        """Close every loop's connection at once, from sync code (tests end their loops with it)."""
-        for conn in list(self._by_loop.values()):
-            conn.pgconn.finish()
-        self._by_loop.clear()
+        """Close every loop's connections at once, from sync code (tests end their loops with it)."""
+        for idle in list(self._idle.values()):
+            for conn in idle:
+                conn.pgconn.finish()
+        self._idle.clear()
 
-    async def discard(self) -> None:
-        conn = self._by_loop.pop(asyncio.get_running_loop(), None)
-        if conn is not None and not conn.closed:
+    async def close_loop(self) -> None:
+        """Close this loop's connections."""
+        for conn in self._idle.pop(asyncio.get_running_loop(), []):
             await conn.close()
 
 
 _connections = Connections()
 close_connections = _connections.close_all
-close_connection = _connections.discard  # this loop's
+close_connection = _connections.close_loop
 
 
 def available() -> bool:
@@ -140,15 +145,17 @@ async def messages_commit(requests: Sequence[SendRequest]) -> list[Sent | HubErr
         "now": now,
         "kind": MessageKind.TEXT.value,
     }
-    conn = await _connections.get()
+    conn = await _connections.acquire()
     try:
         async with conn.cursor() as cur:  # autocommit: the statement is its own transaction
             # Prepared: planning the statement cost about as much as running it for 100 messages.
             await cur.execute(_BATCH_SQL, params, prepare=True)
             rows = await cur.fetchall()
     except psycopg.OperationalError:
-        await _connections.discard()  # a broken connection is not reused
+        await conn.close()  # a broken connection is not reused
         raise
+    finally:
+        _connections.release(conn)
     outcomes: list[Sent | HubError | None] = [None] * len(requests)
     for idx, conv_exists, is_member, blocked, repeated, occurrence, message_id, seq, members in rows:
         r = requests[idx]

@@ -1,9 +1,11 @@
-"""Group commit of `message.send` (ADR 0035): one writer per process stores what is waiting, together.
+"""Group commit of `message.send` (ADR 0035): each process stores what is waiting, together.
 
-Every connection's `message.send` joins this process's queue; a single writer takes everything
-queued (up to HUB_SEND_BATCH_MAX) and stores it together — on PostgreSQL text messages in one
+Every connection's `message.send` joins this process's queue; a writer takes everything queued
+(up to HUB_SEND_BATCH_MAX) and stores it together — on PostgreSQL text messages in one
 statement on the event loop (hub/services/message_commit.py), anything else with `messages_send`
-in one worker-thread hop — while the next batch gathers.
+in one worker-thread hop — while the next batch gathers. Up to HUB_SEND_WRITERS batches are in
+flight at once (each on its own database connection), so a send waits for at most part of a
+batch before its own starts.
 Under light load a batch is one message and nothing waits; under heavy load the per-message cost
 falls as batches grow, instead of every send paying its own round trips and commit.
 
@@ -42,7 +44,8 @@ class SendQueue:
     """This event loop's queue of sends and its writer."""
 
     pending: list[_Waiting] = field(default_factory=list)
-    writer: asyncio.Task[None] | None = None
+    writers: int = 0  # batches being stored now (at most HUB_SEND_WRITERS)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
     # Seconds of writer time per message, smoothed: the basis of `retry_after_s`.
     cost_per_message: float = 0.001
 
@@ -56,33 +59,43 @@ class SendQueue:
         loop = asyncio.get_running_loop()
         waiting = _Waiting(request, loop.create_future())
         self.pending.append(waiting)
-        if self.writer is None or self.writer.done():
-            self.writer = loop.create_task(self._write())
+        if self.writers < settings.HUB_SEND_WRITERS:
+            self.writers += 1
+            task = loop.create_task(self._write())
+            self.tasks.add(task)  # held until done: the loop keeps only weak references
+            task.add_done_callback(self.tasks.discard)
         return waiting.done
 
     async def _write(self) -> None:
-        while self.pending:
-            limit = settings.HUB_SEND_BATCH_MAX
-            batch, self.pending = self.pending[:limit], self.pending[limit:]
-            started = time.monotonic()
-            try:
-                outcomes = await store_batch([w.request for w in batch])
-            except Exception as exc:  # the batch stored nothing (rolled back): every sender hears why
-                log.exception("a batch of %d sends failed", len(batch))
-                for w in batch:
-                    if not w.done.done():
-                        w.done.set_exception(exc)
+        """One writer: takes what is waiting, stores it, again until nothing waits."""
+        try:
+            while self.pending:
+                limit = settings.HUB_SEND_BATCH_MAX
+                batch, self.pending = self.pending[:limit], self.pending[limit:]
+                await self._store(batch)
+        finally:
+            self.writers -= 1
+
+    async def _store(self, batch: list[_Waiting]) -> None:
+        started = time.monotonic()
+        try:
+            outcomes = await store_batch([w.request for w in batch])
+        except Exception as exc:  # the batch stored nothing (rolled back): every sender hears why
+            log.exception("a batch of %d sends failed", len(batch))
+            for w in batch:
+                if not w.done.done():
+                    w.done.set_exception(exc)
+            return
+        elapsed = time.monotonic() - started
+        self.cost_per_message = 0.8 * self.cost_per_message + 0.2 * (elapsed / len(batch))
+        metrics.SEND_BATCH_SIZE.observe(len(batch))
+        for w, outcome in zip(batch, outcomes, strict=True):
+            if w.done.done():  # the sender went away; its message is stored all the same
                 continue
-            elapsed = time.monotonic() - started
-            self.cost_per_message = 0.8 * self.cost_per_message + 0.2 * (elapsed / len(batch))
-            metrics.SEND_BATCH_SIZE.observe(len(batch))
-            for w, outcome in zip(batch, outcomes, strict=True):
-                if w.done.done():  # the sender went away; its message is stored all the same
-                    continue
-                if isinstance(outcome, HubError):
-                    w.done.set_exception(outcome)
-                else:
-                    w.done.set_result(outcome)
+            if isinstance(outcome, HubError):
+                w.done.set_exception(outcome)
+            else:
+                w.done.set_result(outcome)
 
 
 async def store_batch(requests: list[SendRequest]) -> list[Sent | HubError]:

@@ -333,6 +333,8 @@ class Bench:
             server.stop()
         result = summarize_chat(rate, a.duration, reports)
         result["server_cpu_pct"] = round(100 * (cpu1 - cpu0) / (wall1 - wall0), 1)
+        # CPU per message does not depend on what else the machine runs meanwhile; latency does.
+        result["server_cpu_ms_per_msg"] = round(1000 * (cpu1 - cpu0) / result["sent"], 3) if result["sent"] else None
         result["server_alive"] = alive
         log("   " + report.chat_line(result))
         return result

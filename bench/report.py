@@ -42,7 +42,7 @@ def chat_line(r: dict[str, Any]) -> str:
         f"{r['rate']}/s: sent {r['sent']}/{r['offered']} ({r['achieved_per_s']:,.0f}/s), "
         f"p50 {fmt_ms(r['p50_ms'])} ms, p99 {fmt_ms(r['p99_ms'])} ms, lost {r['lost']} ({r['loss_pct']} %), "
         f"late {r.get('late', 0)}, "
-        f"server CPU {r['server_cpu_pct']} %{extra}"
+        f"server CPU {r['server_cpu_pct']} % ({r.get('server_cpu_ms_per_msg')} ms/msg){extra}"
     )
 
 
@@ -132,20 +132,20 @@ def markdown(results: dict[str, Any]) -> str:
             "<details><summary>Every chat run in detail</summary>",
             "",
             "| server | rate | sent | sent/s | lost | late | refused | pushed back | p50 | p99 | max | ack p99 | "
-            "generator lag p99 | server CPU |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "generator lag p99 | server CPU | server CPU per message |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for kind, chat in with_chat.items():
             for r in chat:
                 if "error" in r:
-                    out.append(f"| {kind} | {r.get('rate')} | failed: {clean(r['error'])[:200]} |" + " |" * 10)
+                    out.append(f"| {kind} | {r.get('rate')} | failed: {clean(r['error'])[:200]} |" + " |" * 11)
                     continue
                 out.append(
                     f"| {kind} | {r['rate']:,} | {r['sent']:,} | {r['achieved_per_s']:,.0f} | "
                     f"{r['lost']:,} | {r.get('late', 0):,} | {r['refused']:,} | {r['pushed_back']:,} | "
                     f"{fmt_ms(r['p50_ms'])} | {fmt_ms(r['p99_ms'])} | "
                     f"{fmt_ms(r['max_ms'])} | {fmt_ms(r['ack_p99_ms'])} | {fmt_ms(r['gen_lag_p99_ms'])} | "
-                    f"{r['server_cpu_pct']} % |"
+                    f"{r['server_cpu_pct']} % | {r.get('server_cpu_ms_per_msg', '—')} ms |"
                 )
         out += ["", "</details>", "", "![chat latency and loss](chat.png)", ""]
 

@@ -8,7 +8,8 @@ itself (autobahn only lets applications use 1000 and 3000-4999). See docs/adr/00
 Autobahn also pretty-prints its ~40 protocol options on every new connection for a debug log line
 that is discarded unless txaio logs at debug level: 15 % of the web process's CPU in a connect
 storm. `pformat` in its protocol module is replaced by one that does the work only when the line
-would be shown. See docs/adr/0030."""
+would be shown (docs/adr/0030); likewise its `hltype`/`hlval` highlighters, which colour the
+arguments of debug lines for every frame sent and received (docs/adr/0036)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import gc
 import pprint
 from typing import Any
 
+import autobahn.twisted.websocket
 import autobahn.websocket.protocol
 import txaio
 from daphne.ws_protocol import WebSocketFactory
@@ -32,9 +34,23 @@ def _set_protocol_options(self: WebSocketFactory, *args: Any, **kwargs: Any) -> 
 
 def _pformat_when_shown(obj: Any) -> str:
     """`pprint.pformat` when txaio would print debug lines; otherwise a placeholder, at no cost."""
-    if txaio.get_global_log_level() in ("debug", "trace"):  # type: ignore[attr-defined]
+    if _debug_shown():
         return pprint.pformat(obj)
     return "(not formatted below txaio's debug level)"
+
+
+def _debug_shown() -> bool:
+    return txaio.get_global_log_level() in ("debug", "trace")  # type: ignore[attr-defined,no-any-return]
+
+
+def _quiet(highlight: Any) -> Any:
+    """Autobahn's `hltype`/`hlval` colour their argument with click for a debug line (evaluated even when
+    the line is discarded, on every frame sent and received); below debug level they return ""."""
+
+    def highlighted(*args: Any, **kwargs: Any) -> Any:
+        return highlight(*args, **kwargs) if _debug_shown() else ""
+
+    return highlighted
 
 
 def tune_gc() -> None:
@@ -54,3 +70,8 @@ def install() -> None:
     if WebSocketFactory.setProtocolOptions is not _set_protocol_options:
         WebSocketFactory.setProtocolOptions = _set_protocol_options  # type: ignore[method-assign]
     autobahn.websocket.protocol.pformat = _pformat_when_shown  # type: ignore[assignment]
+    for module in (autobahn.websocket.protocol, autobahn.twisted.websocket):
+        for name in ("hltype", "hlval"):
+            original = getattr(module, name)
+            if getattr(original, "__name__", "") != "highlighted":
+                setattr(module, name, _quiet(original))

@@ -197,7 +197,7 @@ HUB_SEND_RATE_BURST = env.int("HUB_SEND_RATE_BURST", default=20)
 HUB_SEND_RATE_PER_S = env.float("HUB_SEND_RATE_PER_S", default=10.0)
 # Refused sends in a row on one connection before it is closed with 4429.
 HUB_SEND_FLOOD_CLOSE_AFTER = env.int("HUB_SEND_FLOOD_CLOSE_AFTER", default=10)
-# Group commit (ADR 0035): most sends stored per transaction, and sends waiting per process
+# Group commit (ADR 0036): most sends stored per transaction, and sends waiting per process
 # before `message.send` is answered `busy`.
 HUB_SEND_BATCH_MAX = env.int("HUB_SEND_BATCH_MAX", default=200)
 HUB_SEND_QUEUE_MAX = env.int("HUB_SEND_QUEUE_MAX", default=1000)

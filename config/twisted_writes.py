@@ -1,4 +1,4 @@
-"""TCP writes in daphne without registering the socket as a writer for every frame (ADR 0035).
+"""TCP writes in daphne without registering the socket as a writer for every frame (ADR 0036).
 
 Twisted's `transport.write` only buffers and registers the socket with the event loop for
 writability (an `epoll_ctl`); on the next loop iteration the reactor writes the buffer and

@@ -4,7 +4,7 @@ One daphne process runs one event loop on one core. To use the machine's cores, 
 WEB_CONCURRENCY listening sockets to PORT with SO_REUSEPORT (BIND_ADDRESS, HUB_LISTEN_BACKLOG) and
 starts one daphne on each (`daphne --fd`); the kernel spreads new connections over them. Everything
 that crosses connections already goes through PostgreSQL and Redis, so the processes need not know
-of each other (ADR 0036). With WEB_CONCURRENCY=1 daphne replaces this process (no supervisor).
+of each other (ADR 0037). With WEB_CONCURRENCY=1 daphne replaces this process (no supervisor).
 
 The supervisor forwards SIGTERM/SIGINT to every daphne and exits when they have; if one daphne dies,
 it stops the others and exits with its status, so the process manager restarts the whole `web`.

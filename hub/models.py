@@ -215,7 +215,7 @@ class Conversation(models.Model):
     class Meta:
         db_table = "conversations"
         # No index on last_message_at: every send updates it, and an indexed column would make each
-        # of those updates write every index of the table (no HOT update; ADR 0035). Conversation
+        # of those updates write every index of the table (no HOT update; ADR 0036). Conversation
         # lists are per member and sorted after the member index found them.
         constraints = [
             models.CheckConstraint(

@@ -1,4 +1,4 @@
-"""The group commit's PostgreSQL fast path (ADR 0035): a batch of text sends in one round trip, on the event loop.
+"""The group commit's PostgreSQL fast path (ADR 0036): a batch of text sends in one round trip, on the event loop.
 
 `messages_send` (hub/services/messages.py) stores a batch through the ORM in a worker thread: about
 seven round trips, each of which the thread must win the GIL back from a busy event loop to read.

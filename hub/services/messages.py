@@ -190,7 +190,7 @@ def message_send(
 def messages_send(
     requests: Sequence[SendRequest], *, defer_announce: bool = False, checked: bool = False
 ) -> list[Sent | HubError]:
-    """Store a batch of sends in one transaction (group commit, ADR 0035); one outcome per request, in order.
+    """Store a batch of sends in one transaction (group commit, ADR 0036); one outcome per request, in order.
 
     Each message is stored once per (sender, client_id): a repeat answers the first message
     (`created=False`). A request refused on its own (body, rate limit, membership, block,

@@ -1,4 +1,4 @@
-"""Group commit of `message.send` (ADR 0035): each process stores what is waiting, together.
+"""Group commit of `message.send` (ADR 0036): each process stores what is waiting, together.
 
 Every connection's `message.send` joins this process's queue; a writer takes everything queued
 (up to HUB_SEND_BATCH_MAX) and stores it together — on PostgreSQL text messages in one

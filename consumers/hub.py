@@ -75,7 +75,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         await self.accept()
         if "hub_close" in self.scope:
             code, reason = self.scope["hub_close"]
-            metrics.WS_CLOSES.labels(str(code)).inc()
+            metrics.labelled(metrics.WS_CLOSES, str(code)).inc()
             await self.close(code=code, reason=reason)
             return
         user = self.scope["user"]
@@ -148,7 +148,7 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     async def close_with(self, code: int, reason: str = "") -> None:
         """Close from the hub's side with a protocol close code."""
-        metrics.WS_CLOSES.labels(str(code)).inc()
+        metrics.labelled(metrics.WS_CLOSES, str(code)).inc()
         await self.close(code=code, reason=reason)
 
     async def close_idle(self) -> None:
@@ -157,7 +157,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self.close_with(CLOSE_IDLE, "idle")
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
-        metrics.WS_FRAMES_OUT.labels(frame["type"]).inc()
+        metrics.labelled(metrics.WS_FRAMES_OUT, frame["type"]).inc()
         await self._send_text(orjson.dumps(frame).decode())
 
     async def _send_text(self, text: str) -> None:
@@ -186,7 +186,7 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def _send_event(self, text: str) -> None:
         if self.conn is None:
             return
-        metrics.WS_FRAMES_OUT.labels("event").inc()
+        metrics.labelled(metrics.WS_FRAMES_OUT, "event").inc()
         await self._send_text(text)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -213,7 +213,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self._error(None, BadRequest("`ref` must be a string."))
             return
         frame_type, data = frame.get("type"), frame.get("data", {})
-        metrics.WS_FRAMES_IN.labels(frame_type if frame_type in ROUTES else "unknown").inc()
+        metrics.labelled(metrics.WS_FRAMES_IN, frame_type if frame_type in ROUTES else "unknown").inc()
         if not isinstance(frame_type, str):
             await self._error(ref, BadRequest("`type` must be a string."))
             return
@@ -249,7 +249,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self.close_with(*pending)
 
     async def _error(self, ref: str | None, exc: HubError) -> None:
-        metrics.ERRORS.labels(exc.code, "ws").inc()
+        metrics.labelled(metrics.ERRORS, exc.code, "ws").inc()
         frame: dict[str, Any] = {"type": "error", "data": exc.as_data()}
         if ref is not None:
             frame["ref"] = ref

@@ -1,5 +1,7 @@
 """Prometheus metrics of this process, served at /metrics."""
 
+from functools import cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
 WS_CONNECTIONS_OPEN = Gauge("hub_ws_connections_open", "WebSocket connections currently open")
@@ -12,3 +14,10 @@ SEND_BATCH_SIZE = Histogram(
     "hub_send_batch_size", "Messages stored per group commit", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500)
 )
 SEND_REFUSED_BUSY = Counter("hub_send_busy_total", "message.send answered busy (queue full)")
+
+
+@cache
+def labelled(metric: Counter, *values: str) -> Counter:
+    """`metric.labels(*values)`, looked up once: labels() takes a lock and builds keys on every call,
+    and the WebSocket path counts every frame (label values here come from fixed sets)."""
+    return metric.labels(*values)

@@ -83,7 +83,6 @@ class HubConsumer(AsyncWebsocketConsumer):
         router = local_router()
         self.channel_name = router.channel_name(connection_id)
         self.conn = Connection(user=user, connection_id=connection_id, channel_name=self.channel_name, consumer=self)
-        self._last_rx = time.monotonic()
         idle_sweeper().touch(self)
         await router.add(user.id, connection_id, self)
         metrics.WS_CONNECTIONS_OPEN.inc()

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from channels.db import aclose_old_connections
 from channels.db import database_sync_to_async as sync_to_async
 from django.utils import timezone
 
@@ -22,6 +23,14 @@ from tests.conftest import ws_connect
 from tests.factories import CustomerFactory, ProviderFactory, booking_with_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def _close_the_batches_connection() -> Any:
+    """Batched look-ups run in a task of their own, whose sync-thread connection no consumer's disconnect
+    closes (as in test_handshake_costs); the test closes it."""
+    yield
+    await aclose_old_connections()
 
 
 @sync_to_async
@@ -80,8 +89,8 @@ async def test_concurrent_first_connects_are_announced_once_each_to_their_peers(
         await stack.aclose()  # every customer device goes at once
         assert await presence_events(watcher, 8) == {str(c.id): "offline" for c in customers}
         await watcher.no_event("presence", within=0.3)
-    seen = await sync_to_async(lambda: dict(User.objects.values_list("id", "last_seen_at")))()
-    assert all(seen[c.id] is not None for c in [*customers, blocked])
+        seen = await sync_to_async(lambda: dict(User.objects.values_list("id", "last_seen_at")))()
+        assert all(seen[c.id] is not None for c in [*customers, blocked])
 
 
 async def test_announcements_made_together_share_one_peers_query_and_keep_their_order(

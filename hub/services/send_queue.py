@@ -9,15 +9,18 @@ batch before its own starts.
 Under light load a batch is one message and nothing waits; under heavy load the per-message cost
 falls as batches grow, instead of every send paying its own round trips and commit.
 
-Admission is bounded: past HUB_SEND_QUEUE_MAX waiting sends the hub answers `busy` with
-`retry_after_s` at once (the client resends the same client_id later) rather than letting the
-queue, and everyone's latency, grow without limit. Nothing is dropped: a send is either refused
+Admission is bounded: past HUB_SEND_QUEUE_MAX waiting sends, or while the event loop runs more
+than HUB_SEND_MAX_LAG_MS behind (work waiting that no queue of ours shows: frames in socket
+buffers, events to deliver), the hub answers `busy` with `retry_after_s` at once (the client
+resends the same client_id later) rather than letting the backlog, and everyone's latency, grow
+without limit. Nothing is dropped: a send is either refused
 before anything is stored, or stored and answered."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -39,6 +42,27 @@ class _Waiting:
     done: asyncio.Future[Sent]
 
 
+class LoopLag:
+    """How late this event loop runs what is due, in seconds: the process's backlog of work.
+
+    Frames wait in socket buffers and the loop's ready queue before any handler sees them, so the
+    queue of sends alone does not show an overloaded process. A timer due every LAG_INTERVAL_S
+    measures how late it fires; the figure jumps up at once and decays over a few ticks."""
+
+    INTERVAL_S = 0.05
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.seconds = 0.0
+        self._loop = loop
+        loop.call_later(self.INTERVAL_S, self._tick, loop.time() + self.INTERVAL_S)
+
+    def _tick(self, due: float) -> None:
+        now = self._loop.time()
+        late = max(0.0, now - due)
+        self.seconds = max(late, 0.7 * self.seconds + 0.3 * late)
+        self._loop.call_later(self.INTERVAL_S, self._tick, now + self.INTERVAL_S)
+
+
 @dataclass
 class SendQueue:
     """This event loop's queue of sends and its writer."""
@@ -48,15 +72,22 @@ class SendQueue:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     # Seconds of writer time per message, smoothed: the basis of `retry_after_s`.
     cost_per_message: float = 0.001
+    lag: LoopLag | None = None
 
     def submit(self, request: SendRequest) -> asyncio.Future[Sent]:
-        if len(self.pending) >= settings.HUB_SEND_QUEUE_MAX:
+        loop = asyncio.get_running_loop()
+        if self.lag is None:
+            self.lag = LoopLag(loop)
+        behind = self.lag.seconds
+        if len(self.pending) >= settings.HUB_SEND_QUEUE_MAX or behind > settings.HUB_SEND_MAX_LAG_MS / 1000:
+            # Past capacity: refuse at once (cheaply: no query, no event) rather than queue, so the
+            # latency of what is accepted stays bounded; the client resends the same client_id.
             metrics.SEND_REFUSED_BUSY.inc()
+            wait = max(len(self.pending) * self.cost_per_message, 2 * behind)
             raise Busy(
                 "The hub is at capacity; resend the same client_id shortly.",
-                retry_after_s=round(max(0.05, len(self.pending) * self.cost_per_message), 3),
+                retry_after_s=round(max(0.05, wait) * random.uniform(1.0, 1.5), 3),  # spread the retries
             )
-        loop = asyncio.get_running_loop()
         waiting = _Waiting(request, loop.create_future())
         self.pending.append(waiting)
         if self.writers < settings.HUB_SEND_WRITERS:

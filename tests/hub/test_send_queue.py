@@ -4,6 +4,7 @@ queue bound are answered `busy` without being stored."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -60,3 +61,20 @@ async def test_past_the_queue_bound_sends_are_refused_busy_and_not_stored(settin
     # Once the queue has drained, the refused sends go through with the same client_ids.
     again = await asyncio.gather(*(message_send_queued(r) for r in requests[2:4]))
     assert [s.message.seq for s in again] == [3, 4]
+
+
+async def test_a_process_running_behind_answers_busy_until_it_catches_up(settings: Any) -> None:
+    settings.HUB_SEND_RATE_BURST = 1000
+    settings.HUB_SEND_MAX_LAG_MS = 100
+    booking, conversation = await sync_to_async(booking_with_conversation)()
+    first = await message_send_queued(SendRequest(booking.customer, conversation.id, "l0", "before"))
+    assert first.created
+    time.sleep(0.3)  # noqa: ASYNC251  (on purpose: the loop is blocked, its timers fire late, as under a backlog)
+    await asyncio.sleep(0.1)
+    with pytest.raises(Busy) as refused:
+        await message_send_queued(SendRequest(booking.customer, conversation.id, "l1", "behind"))
+    assert refused.value.as_data()["retry_after_s"] >= 0.05
+    assert not await sync_to_async(Message.objects.filter(client_id="l1").exists)()
+    await asyncio.sleep(1.0)  # nothing blocks it any more: the lag decays
+    again = await message_send_queued(SendRequest(booking.customer, conversation.id, "l1", "caught up"))
+    assert again.created and again.message.seq == 2

@@ -86,7 +86,6 @@ async def message_send(conn: Connection, data: MessageSendIn) -> dict[str, Any]:
             conn.close_after_answer(CLOSE_FLOODING, "flooding")
         raise
     conn.state[STRIKES] = 0
-    await sent.announce()
     return {"message": sent.data}
 
 

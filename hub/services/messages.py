@@ -139,7 +139,7 @@ class Sent:
     message: Message
     attachments: list[Attachment] = field(default_factory=list)
     created: bool = True
-    # With defer_announce=True: the `message.created` recipients, for the caller.
+    # With defer_announce=True: the `message.created` recipients, for the caller to announce.
     announce_to: list[uuid.UUID] = field(default_factory=list)
 
     @cached_property
@@ -149,15 +149,6 @@ class Sent:
 
     def as_data(self) -> dict[str, Any]:
         return self.data
-
-    async def announce(self) -> None:
-        """Emit the deferred `message.created` (the message is committed: the send has returned)."""
-        if not self.announce_to:
-            return
-        try:
-            await realtime.emit_async("message.created", {"message": self.data}, to=self.announce_to)
-        except Exception:  # like on_commit(robust=True): the message is stored; devices recover via sync
-            log.exception("message.created for %s not announced", self.message.id)
 
 
 @dataclass(frozen=True)
@@ -198,8 +189,8 @@ def messages_send(
     whole batch, whatever its size: the audiences, then in one transaction the conversation row
     locks, earlier client_ids, one seq UPDATE, one INSERT (plus the attachments' own).
 
-    `defer_announce=True` (async callers outside any transaction) leaves the broadcast to
-    `await sent.announce()` for each created message, saving a blocking hop back to the event loop.
+    `defer_announce=True` (async callers outside any transaction) leaves the broadcast of each created
+    message to the caller (`announce_to`), saving a blocking hop back to the event loop.
     `checked=True`: the caller has checked the bodies and taken the rate-limit tokens already."""
     if defer_announce:
         assert not transaction.get_connection().in_atomic_block, "deferred announce needs its own commit"

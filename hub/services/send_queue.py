@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from hub import metrics
+from hub import metrics, realtime
 from hub.errors import Busy, HubError
 from hub.services import message_commit, ratelimit
 from hub.services.messages import SendRequest, Sent, body_refusals, messages_send, with_limits
@@ -120,6 +120,7 @@ class SendQueue:
         elapsed = time.monotonic() - started
         self.cost_per_message = 0.8 * self.cost_per_message + 0.2 * (elapsed / len(batch))
         metrics.SEND_BATCH_SIZE.observe(len(batch))
+        self._announce([o for o in outcomes if isinstance(o, Sent) and o.announce_to])
         for w, outcome in zip(batch, outcomes, strict=True):
             if w.done.done():  # the sender went away; its message is stored all the same
                 continue
@@ -127,6 +128,14 @@ class SendQueue:
                 w.done.set_exception(outcome)
             else:
                 w.done.set_result(outcome)
+
+    def _announce(self, created: list[Sent]) -> None:
+        """`message.created` of a committed batch, in one pipeline, without holding up the replies: the
+        senders' answers go out while it is published (the reply carries the same message)."""
+        if created:
+            task = asyncio.get_running_loop().create_task(_publish_created(created))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
 
 async def store_batch(requests: list[SendRequest]) -> list[Sent | HubError]:
@@ -155,6 +164,13 @@ async def store_batch(requests: list[SendRequest]) -> list[Sent | HubError]:
         ):
             outcomes[i] = outcome
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+async def _publish_created(created: list[Sent]) -> None:
+    try:
+        await realtime.emit_many_async(("message.created", {"message": s.data}, s.announce_to) for s in created)
+    except Exception:  # like on_commit(robust=True): the messages are stored; devices recover via sync
+        log.exception("message.created of %d messages not announced", len(created))
 
 
 _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendQueue] = weakref.WeakKeyDictionary()

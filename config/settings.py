@@ -201,7 +201,6 @@ HUB_SEND_FLOOD_CLOSE_AFTER = env.int("HUB_SEND_FLOOD_CLOSE_AFTER", default=10)
 # before `message.send` is answered `busy`.
 HUB_SEND_BATCH_MAX = env.int("HUB_SEND_BATCH_MAX", default=200)
 HUB_SEND_QUEUE_MAX = env.int("HUB_SEND_QUEUE_MAX", default=1000)
-HUB_SEND_WRITERS = env.int("HUB_SEND_WRITERS", default=2)  # batches in flight per process
 # An event loop running this late (a backlog of frames and events) answers sends `busy`.
 HUB_SEND_MAX_LAG_MS = env.int("HUB_SEND_MAX_LAG_MS", default=100)
 HUB_TYPING_EXPIRES_S = env.int("HUB_TYPING_EXPIRES_S", default=8)

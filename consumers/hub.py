@@ -5,6 +5,7 @@ handler (which calls a service), send exactly one reply or error with the reques
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from consumers import handlers  # noqa: F401  (registers every request type)
 from consumers.connection import CLOSE_AFTER_ANSWER, Connection
 from consumers.idle import idle_sweeper
-from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES
+from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES, Route
 from consumers.router import local_router
 from hub import metrics, serialize
 from hub.errors import BadRequest, HubError
@@ -56,12 +57,15 @@ class HubConsumer(AsyncWebsocketConsumer):
     # they did in channels' dispatch loop, which took one message at a time.
     _busy = False
     _deferred: list[str] | None = None
+    # Pipelined requests (message.send) still being answered.
+    _inflight: set[asyncio.Task[None]]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' consumer loop without its per-connection channel: no channel-layer SUBSCRIBE,
         queue and receive task per connection, one pending task less (ADR 0035)."""
         self.scope = scope
         self.base_send = send
+        self._inflight = set()
         try:
             while True:
                 await self.dispatch(await receive())
@@ -228,6 +232,21 @@ class HubConsumer(AsyncWebsocketConsumer):
         except ValidationError as exc:
             await self._error(ref, BadRequest("Invalid data.", errors=_validation_details(exc)))
             return
+        if route.pipelined:
+            # Started now, in frame order (its first step queues the request synchronously), answered
+            # when done: a client flushing an outbox does not wait a round trip per message.
+            task = asyncio.get_running_loop().create_task(self._answer(route, ref, payload))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            return
+        if self._inflight:  # any other request sees this connection's earlier sends done
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._answer(route, ref, payload)
+
+    async def _answer(self, route: Route, ref: str | None, payload: Any) -> None:
+        """Run the handler; exactly one reply or error with the request's `ref`."""
+        if self.conn is None:  # closed while an earlier send was answered
+            return
         try:
             reply = await route.func(self.conn, payload)
         except HubError as exc:
@@ -235,7 +254,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self._close_if_asked()
             return
         except Exception:
-            log.exception("handler %s failed", frame_type)
+            log.exception("handler %s failed", route.frame_type)
             await self._error(ref, HubError())
             return
         if self.conn is not None:

@@ -36,6 +36,10 @@ class Route:
     frame_type: str
     schema: type[BaseModel]
     func: HandlerFunc
+    # Pipelined: the connection's next frames are read while this one is answered (its handler must
+    # take its place in line before its first await, e.g. by queueing; other requests still wait
+    # for it). Replies carry `ref`, so they need not come in order.
+    pipelined: bool = False
 
 
 ROUTES: dict[str, Route] = {}
@@ -44,14 +48,17 @@ DISCONNECT_HOOKS: list[Hook] = []
 
 
 def handles(
-    frame_type: str, schema: type[P] = Empty  # type: ignore[assignment]
+    frame_type: str,
+    schema: type[P] = Empty,  # type: ignore[assignment]
+    *,
+    pipelined: bool = False,
 ) -> Callable[[Callable[[Connection, P], Awaitable[dict[str, Any] | None]]], HandlerFunc]:
     """Register the handler of one request type; its reply `data` is what it returns."""
 
     def register(func: Callable[[Connection, P], Awaitable[dict[str, Any] | None]]) -> HandlerFunc:
         if frame_type in ROUTES:
             raise RuntimeError(f"two handlers for {frame_type!r}")
-        ROUTES[frame_type] = Route(frame_type, schema, func)
+        ROUTES[frame_type] = Route(frame_type, schema, func, pipelined)
         return func
 
     return register

@@ -71,8 +71,9 @@ class PresenceQueryIn(Payload):
     user_ids: list[uuid.UUID] = Field(max_length=presence_services.QUERY_MAX)
 
 
-@handles("message.send", MessageSendIn)
+@handles("message.send", MessageSendIn, pipelined=True)
 async def message_send(conn: Connection, data: MessageSendIn) -> dict[str, Any]:
+    """Pipelined: queued (in frame order) before the first await, so a connection's sends keep their order."""
     request = msg_services.SendRequest(
         conn.user, data.conversation_id, data.client_id, data.body, tuple(data.attachment_ids)
     )

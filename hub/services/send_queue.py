@@ -1,11 +1,9 @@
 """Group commit of `message.send` (ADR 0036): each process stores what is waiting, together.
 
-Every connection's `message.send` joins this process's queue; a writer takes everything queued
+Every connection's `message.send` joins this process's queue; the writer takes everything queued
 (up to HUB_SEND_BATCH_MAX) and stores it together — on PostgreSQL text messages in one
 statement on the event loop (hub/services/message_commit.py), anything else with `messages_send`
-in one worker-thread hop — while the next batch gathers. Up to HUB_SEND_WRITERS batches are in
-flight at once (each on its own database connection), so a send waits for at most part of a
-batch before its own starts.
+in one worker-thread hop — while the next batch gathers.
 Under light load a batch is one message and nothing waits; under heavy load the per-message cost
 falls as batches grow, instead of every send paying its own round trips and commit.
 
@@ -68,8 +66,8 @@ class SendQueue:
     """This event loop's queue of sends and its writer."""
 
     pending: list[_Waiting] = field(default_factory=list)
-    writers: int = 0  # batches being stored now (at most HUB_SEND_WRITERS)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    writer: asyncio.Task[None] | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # announcements being published
     # Seconds of writer time per message, smoothed: the basis of `retry_after_s`.
     cost_per_message: float = 0.001
     lag: LoopLag | None = None
@@ -90,22 +88,18 @@ class SendQueue:
             )
         waiting = _Waiting(request, loop.create_future())
         self.pending.append(waiting)
-        if self.writers < settings.HUB_SEND_WRITERS:
-            self.writers += 1
-            task = loop.create_task(self._write())
-            self.tasks.add(task)  # held until done: the loop keeps only weak references
-            task.add_done_callback(self.tasks.discard)
+        if self.writer is None or self.writer.done():
+            self.writer = loop.create_task(self._write())
         return waiting.done
 
     async def _write(self) -> None:
-        """One writer: takes what is waiting, stores it, again until nothing waits."""
-        try:
-            while self.pending:
-                limit = settings.HUB_SEND_BATCH_MAX
-                batch, self.pending = self.pending[:limit], self.pending[limit:]
-                await self._store(batch)
-        finally:
-            self.writers -= 1
+        """The writer: takes what is waiting, stores it, again until nothing waits. One per process, so
+        batches commit in the order their sends were queued (a connection's pipelined sends keep
+        their order)."""
+        while self.pending:
+            limit = settings.HUB_SEND_BATCH_MAX
+            batch, self.pending = self.pending[:limit], self.pending[limit:]
+            await self._store(batch)
 
     async def _store(self, batch: list[_Waiting]) -> None:
         started = time.monotonic()

@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async as sync_to_async
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from hub import metrics
 from hub.models import Attachment, Block, ConversationMember, Message
 from hub.services.attachments import attachment_upload
 from hub.services.presence import online_user_ids
@@ -539,3 +540,32 @@ async def test_a_frame_for_a_connection_that_just_closed_is_dropped() -> None:
 
     consumer.base_send = closed
     await consumer.send_frame({"type": "reply", "ref": "r", "data": {}})  # no exception: disconnect still runs
+
+
+async def test_sends_are_pipelined_in_order_and_a_later_request_sees_them_all(settings: Any) -> None:
+    """An outbox flushed after a reconnect: 30 sends without waiting for replies, then a sync."""
+    settings.HUB_SEND_RATE_BURST = 100
+    customer, _, conversation = await chat()
+    batches = metrics.SEND_BATCH_SIZE.collect()[0].samples
+    stored_before = next(s.value for s in batches if s.name == "hub_send_batch_size_count")
+    async with ws_connect(customer) as client:
+        refs = [f"p{n}" for n in range(30)]
+        for n, ref in enumerate(refs):
+            data = {"conversation_id": str(conversation.id), "client_id": f"outbox-{n}", "body": f"m{n}"}
+            await client.send_frame({"type": "message.send", "ref": ref, "data": data})
+        await client.send_frame(
+            {"type": "sync", "ref": "after", "data": {"cursors": {str(conversation.id): 0}, "limit": 100}}
+        )
+        replies: dict[str, Any] = {}
+        while "after" not in replies:
+            frame = await client.recv_frame()
+            if frame.get("ref") is not None:
+                assert frame["type"] == "reply", frame
+                replies[frame["ref"]] = frame["data"]
+        # Every send answered before the later request, each with the seq of its place in line.
+        assert [replies[ref]["message"]["seq"] for ref in refs] == list(range(1, 31))
+        synced = replies["after"]["conversations"][0]["messages"]
+        assert [m["body"] for m in synced] == [f"m{n}" for n in range(30)]
+    batches = metrics.SEND_BATCH_SIZE.collect()[0].samples
+    stored = next(s.value for s in batches if s.name == "hub_send_batch_size_count") - stored_before
+    assert stored < 30  # not one commit per send: later sends were read while earlier ones were stored

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import factory
 from django.utils import timezone
 
 from hub import models
+from hub.errors import HubError
 from hub.services.conversations import conversation_for_booking
+from hub.services.messages import SendRequest
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -77,3 +82,40 @@ class BookingFactory(factory.django.DjangoModelFactory):
 def booking_with_conversation(**kwargs: object) -> tuple[models.Booking, models.Conversation]:
     booking = BookingFactory(**kwargs)
     return booking, conversation_for_booking(booking=booking)
+
+
+@dataclass
+class SendScenario:
+    """One batch of sends covering every outcome rule of `message.send` (both storage paths use it)."""
+
+    requests: list[Any]
+    open_conversation: Any  # where the accepted sends go; holds one earlier message ("old", seq 1)
+    refused_conversations: list[Any]  # where nothing may be stored
+    member: Any
+    # One per request: "new", "repeat" or the error code.
+    expected: tuple[str, ...] = ("new", "forbidden", "not_found", "forbidden", "bad_request", "repeat", "repeat", "new")
+
+
+def send_scenario() -> SendScenario:
+    booking, blocked_conversation = booking_with_conversation()
+    _, other = booking_with_conversation()
+    models.Block.objects.create(blocker=booking.provider.user, blocked=booking.customer)
+    open_booking, open_conversation = booking_with_conversation()
+    member = open_booking.customer
+    models.Message.objects.create(conversation=open_conversation, seq=1, sender=member, client_id="old")
+    models.Conversation.objects.filter(id=open_conversation.id).update(last_seq=1)
+    requests = [
+        SendRequest(member, open_conversation.id, "a", "first"),
+        SendRequest(CustomerFactory(), other.id, "b", "not a member"),
+        SendRequest(member, uuid.uuid4(), "c", "no such conversation"),
+        SendRequest(booking.customer, blocked_conversation.id, "d", "blocked"),
+        SendRequest(member, open_conversation.id, "e", "   "),
+        SendRequest(member, open_conversation.id, "a", "a repeat inside the batch"),
+        SendRequest(member, open_conversation.id, "old", "a repeat of a stored message"),
+        SendRequest(member, open_conversation.id, "f", "last"),
+    ]
+    return SendScenario(requests, open_conversation, [blocked_conversation, other], member)
+
+
+def outcome_codes(outcomes: list[Any]) -> list[str]:
+    return [o.code if isinstance(o, HubError) else ("new" if o.created else "repeat") for o in outcomes]

@@ -52,6 +52,14 @@ def _send_keys(user_ids: Sequence[uuid.UUID]) -> list[str]:
     return [f"hub:rl:send:{user_id}" for user_id in user_ids]
 
 
+def _script(client: Any) -> Any:
+    """The take script registered with this client (sync or async), once."""
+    script = getattr(client, "_hub_take", None)
+    if script is None:
+        script = client._hub_take = client.register_script(_TAKE)
+    return script
+
+
 def _args() -> list[Any]:
     return [settings.HUB_SEND_RATE_BURST, settings.HUB_SEND_RATE_PER_S]
 
@@ -61,19 +69,11 @@ def message_send_allowances(*, user_ids: Sequence[uuid.UUID]) -> list[RateLimite
     send, in order, in one script call; `RateLimited` where the bucket is empty (a user may appear often)."""
     if not user_ids:
         return []
-    client = sync_redis()
-    script = getattr(client, "_hub_take", None)
-    if script is None:
-        script = client._hub_take = client.register_script(_TAKE)  # type: ignore[attr-defined]
-    return _outcomes(script(keys=_send_keys(user_ids), args=_args()))
+    return _outcomes(_script(sync_redis())(keys=_send_keys(user_ids), args=_args()))
 
 
 async def message_send_allowances_async(*, user_ids: Sequence[uuid.UUID]) -> list[RateLimited | None]:
     """`message_send_allowances` from the event loop."""
     if not user_ids:
         return []
-    client = async_redis()
-    script = getattr(client, "_hub_take", None)
-    if script is None:
-        script = client._hub_take = client.register_script(_TAKE)  # type: ignore[attr-defined]
-    return _outcomes(await script(keys=_send_keys(user_ids), args=_args()))
+    return _outcomes(await _script(async_redis())(keys=_send_keys(user_ids), args=_args()))

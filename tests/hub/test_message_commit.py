@@ -5,68 +5,49 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async as sync_to_async
 from django.db import connection
 
-from hub.errors import HubError
-from hub.models import Attachment, Block, Conversation, Message
+from hub.models import Attachment, Message
 from hub.services import message_commit
 from hub.services.messages import SendRequest, Sent
 from hub.services.send_queue import store_batch
-from tests.factories import CustomerFactory, booking_with_conversation
+from tests.factories import booking_with_conversation, outcome_codes, send_scenario
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def _codes(outcomes: list[Any]) -> list[str]:
-    return [o.code if isinstance(o, HubError) else ("new" if o.created else "repeat") for o in outcomes]
 
 
 @pytest.mark.asyncio
 async def test_outcomes_match_the_rules(settings: Any) -> None:
     settings.HUB_SEND_RATE_BURST = 1000
-
-    def setup() -> tuple[Any, ...]:
-        booking, conversation = booking_with_conversation()
-        _, other = booking_with_conversation()
-        Block.objects.create(blocker=booking.provider.user, blocked=booking.customer)
-        open_booking, open_conversation = booking_with_conversation()
-        Message.objects.create(conversation=open_conversation, seq=1, sender=open_booking.customer, client_id="old")
-        Conversation.objects.filter(id=open_conversation.id).update(last_seq=1)
-        return booking, conversation, other, CustomerFactory(), open_booking.customer, open_conversation
-
-    booking, conversation, other, stranger, member, open_conversation = await sync_to_async(setup)()
-    requests = [
-        SendRequest(member, open_conversation.id, "a", "first"),
-        SendRequest(stranger, other.id, "b", "not a member"),
-        SendRequest(member, uuid.uuid4(), "c", "no such conversation"),
-        SendRequest(booking.customer, conversation.id, "d", "blocked"),
-        SendRequest(member, open_conversation.id, "e", "   "),
-        SendRequest(member, open_conversation.id, "a", "a repeat inside the batch"),
-        SendRequest(member, open_conversation.id, "old", "a repeat of a stored message"),
-        SendRequest(member, open_conversation.id, "f", "last"),
-    ]
-    outcomes = await store_batch(requests)
-    assert _codes(outcomes) == ["new", "forbidden", "not_found", "forbidden", "bad_request", "repeat", "repeat", "new"]
+    scenario = await sync_to_async(send_scenario)()
+    outcomes = await store_batch(scenario.requests)
+    assert tuple(outcome_codes(outcomes)) == scenario.expected
     first, inner_repeat, stored_repeat, last = outcomes[0], outcomes[5], outcomes[6], outcomes[7]
     assert isinstance(first, Sent) and isinstance(inner_repeat, Sent) and isinstance(stored_repeat, Sent)
     assert inner_repeat.message.id == first.message.id
     assert stored_repeat.message.seq == 1 and stored_repeat.message.client_id == "old"
     assert isinstance(last, Sent) and (first.message.seq, last.message.seq) == (2, 3)
-    members = await sync_to_async(lambda: set(open_conversation.memberships.values_list("user_id", flat=True)))()
-    assert set(first.announce_to) == members and member.id in members
+    conversation = scenario.open_conversation
+    members = await sync_to_async(lambda: set(conversation.memberships.values_list("user_id", flat=True)))()
+    assert set(first.announce_to) == members and scenario.member.id in members
     stored = await sync_to_async(
-        lambda: list(Message.objects.filter(conversation=open_conversation).order_by("seq").values_list("seq", "body"))
+        lambda: list(Message.objects.filter(conversation=conversation).order_by("seq").values_list("seq", "body"))
     )()
     assert stored == [(1, ""), (2, "first"), (3, "last")]
-    assert await sync_to_async(lambda: Message.objects.filter(conversation__in=[conversation, other]).count())() == 0
+    refused = scenario.refused_conversations
+    assert await sync_to_async(lambda: Message.objects.filter(conversation__in=refused).count())() == 0
     # What the statement stored reads back as the ORM path would have returned it.
     row = await sync_to_async(Message.objects.get)(id=first.message.id)
-    assert (row.kind, row.data, row.created_at, row.sender_id) == ("text", {}, first.message.created_at, member.id)
+    assert (row.kind, row.data, row.created_at, row.sender_id) == (
+        "text",
+        {},
+        first.message.created_at,
+        scenario.member.id,
+    )
 
 
 def test_concurrent_batches_of_several_processes_stay_gap_free(settings: Any, caplog: Any) -> None:

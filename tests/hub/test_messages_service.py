@@ -11,10 +11,10 @@ import pytest
 from django.db import connection
 
 from hub.errors import HubError
-from hub.models import Block, Message
+from hub.models import Message
 from hub.services.conversations import unread_total
 from hub.services.messages import SendRequest, Sent, message_post_system, message_send, messages_send, sync
-from tests.factories import CustomerFactory, booking_with_conversation
+from tests.factories import booking_with_conversation, outcome_codes, send_scenario
 
 
 @pytest.mark.django_db
@@ -58,30 +58,18 @@ def test_a_batch_costs_the_same_queries_for_any_number_of_messages(
 @pytest.mark.django_db
 def test_one_refused_send_does_not_fail_its_batch(settings: Any) -> None:
     settings.HUB_SEND_RATE_BURST = 1000
-    booking, conversation = booking_with_conversation()
-    _, other = booking_with_conversation()
-    stranger = CustomerFactory()
-    Block.objects.create(blocker=booking.provider.user, blocked=booking.customer)
-    open_booking, open_conversation = booking_with_conversation()
-    member = open_booking.customer
-    requests = [
-        SendRequest(member, open_conversation.id, "a", "first"),
-        SendRequest(stranger, other.id, "b", "not a member"),
-        SendRequest(member, uuid.uuid4(), "c", "no such conversation"),
-        SendRequest(booking.customer, conversation.id, "d", "blocked"),
-        SendRequest(member, open_conversation.id, "e", "   "),
-        SendRequest(member, open_conversation.id, "a", "a repeat inside the batch"),
-        SendRequest(member, open_conversation.id, "f", "last"),
-    ]
-    outcomes = messages_send(requests)
-    codes = [o.code if isinstance(o, HubError) else ("new" if o.created else "repeat") for o in outcomes]
-    assert codes == ["new", "forbidden", "not_found", "forbidden", "bad_request", "repeat", "new"]
-    first, repeat = outcomes[0], outcomes[5]
-    assert isinstance(first, Sent) and isinstance(repeat, Sent)
-    assert repeat.message.id == first.message.id and repeat.message.body == "first"
-    stored = list(Message.objects.filter(conversation=open_conversation).order_by("seq").values_list("seq", "body"))
-    assert stored == [(1, "first"), (2, "last")]
-    assert not Message.objects.filter(conversation__in=[conversation, other]).exists()
+    scenario = send_scenario()
+    outcomes = messages_send(scenario.requests)
+    assert tuple(outcome_codes(outcomes)) == scenario.expected
+    first, inner_repeat, stored_repeat, last = outcomes[0], outcomes[5], outcomes[6], outcomes[7]
+    assert isinstance(first, Sent) and isinstance(inner_repeat, Sent) and isinstance(stored_repeat, Sent)
+    assert inner_repeat.message.id == first.message.id and inner_repeat.message.body == "first"
+    assert stored_repeat.message.seq == 1 and isinstance(last, Sent)
+    stored = list(
+        Message.objects.filter(conversation=scenario.open_conversation).order_by("seq").values_list("seq", "body")
+    )
+    assert stored == [(1, ""), (2, "first"), (3, "last")]
+    assert not Message.objects.filter(conversation__in=scenario.refused_conversations).exists()
 
 
 @pytest.mark.django_db

@@ -195,7 +195,7 @@ HUB_MESSAGE_MAX_CHARS = env.int("HUB_MESSAGE_MAX_CHARS", default=4000)
 # Per-user token bucket for message sends, shared by every web process through Redis.
 HUB_SEND_RATE_BURST = env.int("HUB_SEND_RATE_BURST", default=20)
 HUB_SEND_RATE_PER_S = env.float("HUB_SEND_RATE_PER_S", default=10.0)
-# Refused sends in a row on one connection before it is closed with 4429.
+# Sends on one connection made while told to wait (rate_limited), in a row, before close 4429.
 HUB_SEND_FLOOD_CLOSE_AFTER = env.int("HUB_SEND_FLOOD_CLOSE_AFTER", default=10)
 # Group commit (ADR 0036): most sends stored per transaction, and sends waiting per process
 # before `message.send` is answered `busy`.

@@ -6,6 +6,7 @@ each other; a connection's own frames are still handled one at a time, in order.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
@@ -24,6 +25,8 @@ from hub.services.send_queue import message_send_queued
 
 CLOSE_FLOODING = 4429
 STRIKES = "send_strikes"
+WAIT = "send_wait"  # (when, until when) the last rate_limited answer told the client to wait (monotonic)
+IN_FLIGHT_GRACE_S = 0.2
 
 T = TypeVar("T")
 
@@ -74,17 +77,25 @@ class PresenceQueryIn(Payload):
 @handles("message.send", MessageSendIn, pipelined=True)
 async def message_send(conn: Connection, data: MessageSendIn) -> dict[str, Any]:
     """Pipelined: queued (in frame order) before the first await, so a connection's sends keep their order."""
+    arrived = time.monotonic()
     request = msg_services.SendRequest(
         conn.user, data.conversation_id, data.client_id, data.body, tuple(data.attachment_ids)
     )
     try:
         sent = await message_send_queued(request)
-    except RateLimited:
-        # Refused sends in a row: past the allowance the client is flooding, close 4429.
-        strikes = conn.state.get(STRIKES, 0) + 1
-        conn.state[STRIKES] = strikes
-        if strikes > settings.HUB_SEND_FLOOD_CLOSE_AFTER:
-            conn.close_after_answer(CLOSE_FLOODING, "flooding")
+    except RateLimited as exc:
+        # Flooding is sending again while told to wait: a send that arrives after a `rate_limited`
+        # answer (plus IN_FLIGHT_GRACE_S for frames already on their way, e.g. a pipelined outbox)
+        # and before its retry_after_s is a strike; past the allowance, close 4429.
+        told_at, wait_until = conn.state.get(WAIT, (0.0, 0.0))
+        if told_at + IN_FLIGHT_GRACE_S <= arrived < wait_until:
+            strikes = conn.state.get(STRIKES, 0) + 1
+            conn.state[STRIKES] = strikes
+            if strikes > settings.HUB_SEND_FLOOD_CLOSE_AFTER:
+                conn.close_after_answer(CLOSE_FLOODING, "flooding")
+        if arrived >= wait_until:  # a new wait: the refusals in flight count from this answer
+            now = time.monotonic()
+            conn.state[WAIT] = (now, now + exc.retry_after_s)
         raise
     conn.state[STRIKES] = 0
     return {"message": sent.data}

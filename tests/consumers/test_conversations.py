@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -442,12 +443,16 @@ async def test_send_rate_limit_then_close_4429(settings: Any) -> None:
                 "message.send",
                 {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"},
             )
-        await expect_error(
-            "rate_limited",
-            c,
-            "message.send",
-            {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"},
-        )
+        # Sending again while told to wait is flooding: two strikes are allowed, the third closes.
+        for _ in range(2):
+            await asyncio.sleep(0.25)  # past the grace for frames already on their way
+            await expect_error(
+                "rate_limited",
+                c,
+                "message.send",
+                {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"},
+            )
+        await asyncio.sleep(0.25)
         with pytest.raises(FrameError):
             await c.request("message.send", {"conversation_id": str(conversation.id), "client_id": cid(), "body": "x"})
         with pytest.raises(ConnectionError) as closed:
@@ -569,3 +574,18 @@ async def test_sends_are_pipelined_in_order_and_a_later_request_sees_them_all(se
     batches = metrics.SEND_BATCH_SIZE.collect()[0].samples
     stored = next(s.value for s in batches if s.name == "hub_send_batch_size_count") - stored_before
     assert stored < 30  # not one commit per send: later sends were read while earlier ones were stored
+
+
+async def test_an_outbox_larger_than_the_allowance_is_refused_in_part_not_closed(settings: Any) -> None:
+    settings.HUB_SEND_RATE_BURST = 5
+    settings.HUB_SEND_RATE_PER_S = 0.01
+    settings.HUB_SEND_FLOOD_CLOSE_AFTER = 2
+    customer, _, conversation = await chat()
+    async with ws_connect(customer) as client:
+        for n in range(12):  # all sent before any answer: nobody was told to wait yet
+            data = {"conversation_id": str(conversation.id), "client_id": f"o{n}", "body": f"m{n}"}
+            await client.send_frame({"type": "message.send", "ref": f"o{n}", "data": data})
+        answers = [await client.recv_frame() for _ in range(12)]
+        codes = sorted("ok" if a["type"] == "reply" else a["data"]["code"] for a in answers)
+        assert codes == ["ok"] * 5 + ["rate_limited"] * 7
+        assert "pong" in await client.request("ping")  # still open: the refusals were not ignored waits

@@ -160,6 +160,23 @@ def web_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[Server
             wait_for_other_sessions_to_leave()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _end_other_sessions(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Before the test database is dropped: sessions still open in it (idle connections of worker
+    threads that database_sync_to_async keeps, of servers just stopped) are waited for, then ended,
+    so the drop does not fail with "being accessed by other users"."""
+    yield
+    with django_db_blocker.unblock():
+        wait_for_other_sessions_to_leave()
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
 def wait_for_other_sessions_to_leave(timeout: float = 5) -> None:
     """A killed server's PostgreSQL sessions end a moment later; the test DB can't be dropped before."""
     from django.db import connection

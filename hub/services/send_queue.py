@@ -44,7 +44,7 @@ class LoopLag:
     """How late this event loop runs what is due, in seconds: the process's backlog of work.
 
     Frames wait in socket buffers and the loop's ready queue before any handler sees them, so the
-    queue of sends alone does not show an overloaded process. A timer due every LAG_INTERVAL_S
+    queue of sends alone does not show an overloaded process. A timer due every INTERVAL_S
     measures how late it fires; the figure jumps up at once and decays over a few ticks."""
 
     INTERVAL_S = 0.05

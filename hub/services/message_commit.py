@@ -151,8 +151,10 @@ async def messages_commit(requests: Sequence[SendRequest]) -> list[Sent | HubErr
             # Prepared: planning the statement cost about as much as running it for 100 messages.
             await cur.execute(_BATCH_SQL, params, prepare=True)
             rows = await cur.fetchall()
-    except psycopg.OperationalError:
-        await conn.close()  # a broken connection is not reused
+    except Exception:
+        # Not reused: it may be broken, or hold a prepared plan that no longer fits the schema
+        # (after a migration); the next batch connects and prepares afresh.
+        await conn.close()
         raise
     finally:
         _connections.release(conn)

@@ -120,3 +120,24 @@ async def test_sends_with_attachments_take_the_orm_path_in_the_same_batch(settin
     by_client = {o.message.client_id: o for o in outcomes if isinstance(o, Sent)}
     assert by_client["p1"].message.kind == "image" and [a.id for a in by_client["p1"].attachments] == [upload.id]
     assert sorted(o.message.seq for o in by_client.values()) == [1, 2, 3]
+
+
+@pytest.mark.asyncio
+async def test_a_connection_whose_statement_failed_is_not_reused(settings: Any) -> None:
+    settings.HUB_SEND_RATE_BURST = 1000
+    booking, conversation = await sync_to_async(booking_with_conversation)()
+    first = await message_commit.messages_commit([SendRequest(booking.customer, conversation.id, "u1", "x")])
+    assert isinstance(first[0], Sent)
+    conn = await message_commit._connections.acquire()
+    message_commit._connections.release(conn)
+    pid = conn.info.backend_pid
+
+    def terminate() -> None:  # the server side goes away (a restart, a failover)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    await sync_to_async(terminate)()
+    with pytest.raises(message_commit.psycopg.OperationalError):
+        await message_commit.messages_commit([SendRequest(booking.customer, conversation.id, "u2", "x")])
+    again = await message_commit.messages_commit([SendRequest(booking.customer, conversation.id, "u2", "x")])
+    assert isinstance(again[0], Sent) and again[0].message.seq == 2

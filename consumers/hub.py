@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 from consumers import handlers  # noqa: F401  (registers every request type)
 from consumers.connection import CLOSE_AFTER_ANSWER, Connection
 from consumers.idle import idle_sweeper
-from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES, Route
+from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES
 from consumers.router import local_router
 from hub import metrics, serialize
 from hub.errors import BadRequest, HubError
@@ -233,28 +234,33 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self._error(ref, BadRequest("Invalid data.", errors=_validation_details(exc)))
             return
         if route.pipelined:
-            # Started now, in frame order (its first step queues the request synchronously), answered
-            # when done: a client flushing an outbox does not wait a round trip per message.
-            task = asyncio.get_running_loop().create_task(self._answer(route, ref, payload))
+            # Called now, in frame order: the handler takes its place in line (e.g. queues the send)
+            # before returning what to await; answered when done, so a client flushing an outbox
+            # does not wait a round trip per message.
+            try:
+                pending = route.func(self.conn, payload)
+            except HubError as exc:
+                await self._error(ref, exc)
+                await self._close_if_asked()
+                return
+            task = asyncio.get_running_loop().create_task(self._answer(route.frame_type, ref, pending))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
             return
         if self._inflight:  # any other request sees this connection's earlier sends done
             await asyncio.gather(*self._inflight, return_exceptions=True)
-        await self._answer(route, ref, payload)
+        await self._answer(route.frame_type, ref, route.func(self.conn, payload))
 
-    async def _answer(self, route: Route, ref: str | None, payload: Any) -> None:
-        """Run the handler; exactly one reply or error with the request's `ref`."""
-        if self.conn is None:  # closed while an earlier send was answered
-            return
+    async def _answer(self, frame_type: str, ref: str | None, pending: Awaitable[dict[str, Any] | None]) -> None:
+        """Await the handler's result; exactly one reply or error with the request's `ref`."""
         try:
-            reply = await route.func(self.conn, payload)
+            reply = await pending
         except HubError as exc:
             await self._error(ref, exc)
             await self._close_if_asked()
             return
         except Exception:
-            log.exception("handler %s failed", route.frame_type)
+            log.exception("handler %s failed", frame_type)
             await self._error(ref, HubError())
             return
         if self.conn is not None:

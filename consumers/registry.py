@@ -36,9 +36,10 @@ class Route:
     frame_type: str
     schema: type[BaseModel]
     func: HandlerFunc
-    # Pipelined: the connection's next frames are read while this one is answered (its handler must
-    # take its place in line before its first await, e.g. by queueing; other requests still wait
-    # for it). Replies carry `ref`, so they need not come in order.
+    # Pipelined: the handler is called as the frame is read and takes its place in line then (e.g.
+    # queues the request), returning what to await; the connection's next frames are read while
+    # it is answered (other requests still wait for it). Replies carry `ref`, so they need not
+    # come in order.
     pipelined: bool = False
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 from channels.db import database_sync_to_async
@@ -21,7 +21,7 @@ from hub.errors import RateLimited
 from hub.services import conversations as conv_services
 from hub.services import messages as msg_services
 from hub.services import presence as presence_services
-from hub.services.send_queue import message_send_queued
+from hub.services.send_queue import message_send_submit
 
 CLOSE_FLOODING = 4429
 STRIKES = "send_strikes"
@@ -75,14 +75,18 @@ class PresenceQueryIn(Payload):
 
 
 @handles("message.send", MessageSendIn, pipelined=True)
-async def message_send(conn: Connection, data: MessageSendIn) -> dict[str, Any]:
-    """Pipelined: queued (in frame order) before the first await, so a connection's sends keep their order."""
-    arrived = time.monotonic()
+def message_send(conn: Connection, data: MessageSendIn) -> Awaitable[dict[str, Any]]:
+    """Pipelined: queues the send now, in frame order (so a connection's sends keep their order);
+    the reply comes when it is stored."""
     request = msg_services.SendRequest(
         conn.user, data.conversation_id, data.client_id, data.body, tuple(data.attachment_ids)
     )
+    return _sent(conn, message_send_submit(request), arrived=time.monotonic())
+
+
+async def _sent(conn: Connection, stored: Awaitable[msg_services.Sent], *, arrived: float) -> dict[str, Any]:
     try:
-        sent = await message_send_queued(request)
+        sent = await stored
     except RateLimited as exc:
         # Flooding is sending again while told to wait: a send that arrives after a `rate_limited`
         # answer (plus IN_FLIGHT_GRACE_S for frames already on their way, e.g. a pipelined outbox)

@@ -21,6 +21,7 @@ import logging
 import random
 import time
 import weakref
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
@@ -170,11 +171,17 @@ async def _publish_created(created: list[Sent]) -> None:
 _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendQueue] = weakref.WeakKeyDictionary()
 
 
-async def message_send_queued(request: SendRequest) -> Sent:
-    """Store one send through this process's group commit; `busy` past the queue bound."""
+def message_send_submit(request: SendRequest) -> Awaitable[Sent]:
+    """Queue one send in this process's group commit now (`busy` at once past capacity); await the
+    result for the stored message or the request's own error."""
     loop = asyncio.get_running_loop()
     queue = _queues.get(loop)
     if queue is None:
         queue = _queues[loop] = SendQueue()
     # shield: a sender that disconnects mid-batch must not cancel the others' shared future chain.
-    return await asyncio.shield(queue.submit(request))
+    return asyncio.shield(queue.submit(request))
+
+
+async def message_send_queued(request: SendRequest) -> Sent:
+    """Store one send through this process's group commit (queue it, then wait for it)."""
+    return await message_send_submit(request)

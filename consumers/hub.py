@@ -47,6 +47,10 @@ def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+async def _raising(exc: Exception) -> dict[str, Any]:
+    raise exc
+
+
 class HubConsumer(AsyncWebsocketConsumer):
     """One WebSocket. Events reach it from the process's router (consumers.router), not from a
     channel-layer channel of its own, and one per-process timer closes it when silent (ADR 0035)."""
@@ -239,10 +243,8 @@ class HubConsumer(AsyncWebsocketConsumer):
             # does not wait a round trip per message.
             try:
                 pending = route.func(self.conn, payload)
-            except HubError as exc:
-                await self._error(ref, exc)
-                await self._close_if_asked()
-                return
+            except Exception as exc:  # refused at once (e.g. `busy`): answered like any other error
+                pending = _raising(exc)
             task = asyncio.get_running_loop().create_task(self._answer(route.frame_type, ref, pending))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)

@@ -589,3 +589,15 @@ async def test_an_outbox_larger_than_the_allowance_is_refused_in_part_not_closed
         codes = sorted("ok" if a["type"] == "reply" else a["data"]["code"] for a in answers)
         assert codes == ["ok"] * 5 + ["rate_limited"] * 7
         assert "pong" in await client.request("ping")  # still open: the refusals were not ignored waits
+
+
+async def test_a_send_past_capacity_is_answered_busy_and_stores_nothing(settings: Any) -> None:
+    settings.HUB_SEND_QUEUE_MAX = 0  # as if this process's queue were full
+    customer, _, conversation = await chat()
+    async with ws_connect(customer) as client:
+        data = await expect_error(
+            "busy", client, "message.send", {"conversation_id": str(conversation.id), "client_id": "b1", "body": "x"}
+        )
+        assert data["retry_after_s"] >= 0.05
+        assert "pong" in await client.request("ping")
+    assert not await sync_to_async(Message.objects.exists)()

@@ -163,8 +163,10 @@ CACHES = {
 
 CHANNEL_LAYERS = {
     "default": {
-        # Pub/sub layer: events go to per-user groups, the database is the record (ADR 0002).
-        "BACKEND": "hub.layers.BatchingPubSubChannelLayer",
+        # Pub/sub layer: events go to per-user groups, the database is the record (ADR 0002). The hub
+        # uses its channel names and serialisation; it publishes through hub/realtime.py's batching
+        # publisher and receives through each web process's router (ADRs 0032, 0035).
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL]},
     }
 }

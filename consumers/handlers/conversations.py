@@ -108,13 +108,13 @@ async def _sent(conn: Connection, stored: Awaitable[msg_services.Sent], *, arriv
 @handles("message.edit", MessageEditIn)
 async def message_edit(conn: Connection, data: MessageEditIn) -> dict[str, Any]:
     sent = await db(msg_services.message_edit)(user=conn.user, message_id=data.message_id, body=data.body)
-    return {"message": sent.as_data()}
+    return {"message": sent.data}
 
 
 @handles("message.delete", MessageDeleteIn)
 async def message_delete(conn: Connection, data: MessageDeleteIn) -> dict[str, Any]:
     sent = await db(msg_services.message_delete)(user=conn.user, message_id=data.message_id)
-    return {"message": sent.as_data()}
+    return {"message": sent.data}
 
 
 @handles("conversation.read", ReceiptIn)

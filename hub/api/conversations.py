@@ -262,7 +262,7 @@ class MessagesView(APIView):
             body=data.get("body", ""),
             attachment_ids=data.get("attachment_ids") or (),
         )
-        return Response(sent.as_data(), status=201 if sent.created else 200)
+        return Response(sent.data, status=201 if sent.created else 200)
 
 
 _RECEIPT_OUT = inline_serializer(
@@ -319,12 +319,12 @@ class MessageDetailView(APIView):
     def patch(self, request: Request, message_id: uuid.UUID) -> Response:
         data = _valid(EditIn, request.data)
         sent = msg_services.message_edit(user=me(request), message_id=message_id, body=data["body"])
-        return Response(sent.as_data())
+        return Response(sent.data)
 
     @extend_schema(request=None, responses={200: MessageOut}, summary="Delete my message (as `message.delete`)")
     def delete(self, request: Request, message_id: uuid.UUID) -> Response:
         sent = msg_services.message_delete(user=me(request), message_id=message_id)
-        return Response(sent.as_data())
+        return Response(sent.data)
 
 
 # --- attachments --------------------------------------------------------------------------------

@@ -94,7 +94,8 @@ def _uuid_param(value: uuid.UUID) -> Any:
     return _UUID_FIELD.get_db_prep_value(value, connection)
 
 
-def _as_uuid(value: Any) -> uuid.UUID:
+def as_uuid(value: Any) -> uuid.UUID:
+    """A UUID column's value from raw SQL (a UUID on PostgreSQL, hex text on SQLite)."""
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
@@ -121,8 +122,8 @@ def conversation_audiences(
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     for raw_conv, raw_actor, raw_user, is_blocked in rows:
-        key = (_as_uuid(raw_conv), _as_uuid(raw_actor))
-        user_id = _as_uuid(raw_user)
+        key = (as_uuid(raw_conv), as_uuid(raw_actor))
+        user_id = as_uuid(raw_user)
         members[key].append(user_id)
         if is_blocked:
             blocked[key].add(user_id)

@@ -20,7 +20,6 @@ batch is stored and the caller sends each request through the ORM path alone."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from django.utils import timezone
 
 from hub.errors import HubError, NotFound, PermissionDenied
 from hub.models import Message, MessageKind
+from hub.services.conversations import as_uuid
 from hub.services.messages import SendRequest, Sent
 
 _BATCH_SQL = """
@@ -174,7 +174,7 @@ async def messages_commit(requests: Sequence[SendRequest]) -> list[Sent | HubErr
             outcomes[idx] = None  # answered with the first message, by the ORM path
         else:
             message = Message(
-                id=message_id if isinstance(message_id, uuid.UUID) else uuid.UUID(str(message_id)),
+                id=as_uuid(message_id),
                 conversation_id=r.conversation_id,
                 seq=seq,
                 sender=r.sender,

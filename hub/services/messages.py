@@ -28,6 +28,7 @@ from hub.services.attachments import attachments_claim, attachments_claimable, a
 from hub.services.conversations import (
     access_audience,
     access_membership,
+    as_uuid,
     conversation_audiences,
     refuse_non_member,
     unread_counts,
@@ -63,7 +64,7 @@ def _take_seqs(counts: dict[uuid.UUID, int], now: Any) -> dict[uuid.UUID, int]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    last = {(raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))): int(seq) for raw, seq in rows}
+    last = {as_uuid(raw): int(seq) for raw, seq in rows}
     missing = [cid for cid in ids if cid not in last]
     if missing:
         raise Conversation.DoesNotExist(missing[0])
@@ -146,9 +147,6 @@ class Sent:
     def data(self) -> dict[str, Any]:
         """The message as clients see it (serialised once for the reply and the event)."""
         return serialize.message(self.message, attachments=self.attachments)
-
-    def as_data(self) -> dict[str, Any]:
-        return self.data
 
 
 @dataclass(frozen=True)

@@ -185,9 +185,7 @@ class Review(models.Model):
     class Meta:
         db_table = "reviews"
         indexes = [models.Index(fields=["provider", "created_at"], name="reviews_provider_created_idx")]
-        constraints = [
-            models.CheckConstraint(condition=Q(rating__gte=1) & Q(rating__lte=5), name="reviews_rating_1_5")
-        ]
+        constraints = [models.CheckConstraint(condition=Q(rating__gte=1) & Q(rating__lte=5), name="reviews_rating_1_5")]
 
 
 class ConversationKind(models.TextChoices):
@@ -196,7 +194,8 @@ class ConversationKind(models.TextChoices):
 
 
 class Conversation(models.Model):
-    """A conversation; `last_seq` is the seq of its newest message (the per-conversation counter)."""
+    """A conversation; `last_seq` is the seq of its newest message, `last_version` the version of its
+    latest change (create, edit or delete): the two per-conversation counters (PROTOCOL §2.1)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=16, choices=ConversationKind.choices, default=ConversationKind.DIRECT)
@@ -206,6 +205,8 @@ class Conversation(models.Model):
     # For direct conversations: "<smaller user id>:<larger user id>", so a pair has exactly one.
     pair_key = models.CharField(max_length=80, null=True, blank=True, unique=True)
     last_seq = models.PositiveBigIntegerField(default=0)
+    # Not indexed: every send updates it (HOT updates, ADR 0036).
+    last_version = models.PositiveBigIntegerField(default=0)
     last_message_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     members: models.ManyToManyField[User, ConversationMember] = models.ManyToManyField(
@@ -253,10 +254,10 @@ class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Its own index would repeat the (conversation, seq) unique index's leading column: one index
     # write more per message for nothing.
-    conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
-    )
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False)
     seq = models.PositiveBigIntegerField()
+    # The conversation's version at this message's latest change (create, edit, delete); ADR 0045.
+    version = models.PositiveBigIntegerField(default=0)
     sender = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
     # The sender's idempotency key: any string of up to 64 characters (a UUID is typical). See ADR 0010.
     client_id = models.CharField(max_length=64, null=True, blank=True)
@@ -278,6 +279,15 @@ class Message(models.Model):
             ),
             models.CheckConstraint(condition=Q(seq__gte=1), name="messages_seq_positive"),
         ]
+        indexes = [
+            # `sync`'s `changed`: a range scan over the edited or deleted messages of a conversation
+            # after a version. Partial, so a send (neither edited nor deleted) writes no entry in it.
+            models.Index(
+                fields=["conversation", "version"],
+                condition=Q(edited_at__isnull=False) | Q(deleted_at__isnull=False),
+                name="messages_changed_idx",
+            ),
+        ]
 
     @property
     def deleted(self) -> bool:
@@ -293,9 +303,7 @@ class Attachment(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     uploader = models.ForeignKey(User, on_delete=models.CASCADE, related_name="attachments")
-    message = models.ForeignKey(
-        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="attachments"
-    )
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="attachments")
     file = models.FileField(upload_to=attachment_path, max_length=300)
     name = models.CharField(max_length=255)
     content_type = models.CharField(max_length=100)

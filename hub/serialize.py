@@ -63,6 +63,7 @@ def message(m: Message, *, attachments: list[Attachment] | None = None) -> dict[
         "id": str(m.id),
         "conversation_id": str(m.conversation_id),
         "seq": m.seq,
+        "version": m.version,
         "sender_id": str(m.sender_id) if m.sender_id else None,
         "client_id": str(m.client_id) if m.client_id else None,
         "kind": m.kind,
@@ -84,6 +85,7 @@ def conversation(view: Any) -> dict[str, Any]:
         "booking_id": str(c.booking_id) if c.booking_id else None,
         "members": [user_public(u) for u in view.members],
         "last_seq": c.last_seq,
+        "version": c.last_version,
         "last_message": message(view.last_message, attachments=list(view.last_message.attachments.all()))
         if view.last_message is not None
         else None,

@@ -12,6 +12,7 @@ from consumers.connection import Connection
 from consumers.registry import Payload, handles
 from hub import serialize
 from hub.services.bookings import REASON_MAX_CHARS, booking_location_update, booking_set_status
+from hub.validation import Text
 
 StatusName = Literal["pending", "confirmed", "declined", "cancelled", "en_route", "in_progress", "completed"]
 
@@ -24,7 +25,7 @@ def _number(low: float | None = None, high: float | None = None) -> Any:
 class BookingStatusIn(Payload):
     booking_id: uuid.UUID
     status: StatusName
-    reason: Annotated[str | None, Field(max_length=REASON_MAX_CHARS)] = None
+    reason: Annotated[Text | None, Field(max_length=REASON_MAX_CHARS)] = None
 
 
 class BookingLocationIn(Payload):

@@ -22,6 +22,7 @@ from hub.services import conversations as conv_services
 from hub.services import messages as msg_services
 from hub.services import presence as presence_services
 from hub.services.send_queue import message_send_submit
+from hub.validation import Text
 
 CLOSE_FLOODING = 4429
 STRIKES = "send_strikes"
@@ -36,19 +37,16 @@ def db(func: Callable[..., T]) -> Callable[..., Any]:
     return database_sync_to_async(func, thread_sensitive=False)
 
 
-ClientId = Field(min_length=1, max_length=64)
-
-
 class MessageSendIn(Payload):
     conversation_id: uuid.UUID
-    client_id: str = ClientId
-    body: str = Field(default="", max_length=64 * 1024)
+    client_id: Text = Field(min_length=1, max_length=msg_services.CLIENT_ID_MAX)
+    body: Text = Field(default="", max_length=64 * 1024)
     attachment_ids: list[uuid.UUID] = Field(default_factory=list, max_length=10)
 
 
 class MessageEditIn(Payload):
     message_id: uuid.UUID
-    body: str = Field(max_length=64 * 1024)
+    body: Text = Field(max_length=64 * 1024)
 
 
 class MessageDeleteIn(Payload):
@@ -65,8 +63,17 @@ class TypingIn(Payload):
     state: Literal["start", "stop"]
 
 
+class SyncCursorIn(Payload):
+    """`{"seq": k, "version": v}`: also the messages up to k changed after version v (PROTOCOL §2.1)."""
+
+    seq: int = Field(ge=0)
+    version: int = Field(ge=0)
+
+
 class SyncIn(Payload):
-    cursors: dict[uuid.UUID, int] = Field(max_length=msg_services.SYNC_MAX_CONVERSATIONS)
+    cursors: dict[uuid.UUID, int | SyncCursorIn] = Field(
+        max_length=msg_services.SYNC_MAX_CONVERSATIONS
+    )
     limit: int = Field(default=msg_services.SYNC_DEFAULT_LIMIT, ge=1)
 
 
@@ -150,7 +157,10 @@ async def typing(conn: Connection, data: TypingIn) -> dict[str, Any]:
 
 @handles("sync", SyncIn)
 async def sync(conn: Connection, data: SyncIn) -> dict[str, Any]:
-    conversations = await db(msg_services.sync)(user=conn.user, cursors=data.cursors, limit=data.limit)
+    cursors = {
+        cid: c if isinstance(c, int) else msg_services.Cursor(c.seq, c.version) for cid, c in data.cursors.items()
+    }
+    conversations = await db(msg_services.sync)(user=conn.user, cursors=cursors, limit=data.limit)
     return {"conversations": conversations}
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from hub import realtime
-from hub.errors import BadRequest, NotFound, PermissionDenied
+from hub.errors import BadRequest, HubError, NotFound, PermissionDenied
 from hub.models import (
     Block,
     Booking,
@@ -63,6 +63,9 @@ def _conversation_get_or_create(key: dict[str, Any], *, member_ids: list[uuid.UU
 
 
 def _block_between(a: Any, b: Any) -> Q:
+    """The block rule for the ORM: a block either way between `a` and `b` (a list of ids for `b` too)."""
+    if isinstance(b, list):
+        return Q(blocker_id=a, blocked_id__in=b) | Q(blocked_id=a, blocker_id__in=b)
     return Q(blocker_id=a, blocked_id=b) | Q(blocker_id=b, blocked_id=a)
 
 
@@ -78,12 +81,18 @@ class Audience:
         return [m for m in self.members if m not in self.blocked and (include_actor or m != actor_id)]
 
 
+def block_between_sql(a: str, b: str, *, alias: str = "b") -> str:
+    """The block rule in SQL (one source for every raw statement): a block row either way between `a` and `b`."""
+    return (
+        f"(({alias}.blocker_id = {a} AND {alias}.blocked_id = {b})"
+        f" OR ({alias}.blocker_id = {b} AND {alias}.blocked_id = {a}))"
+    )
+
+
 _AUDIENCE_SQL = (
     "WITH a(conv, actor) AS (VALUES {pairs})"
     " SELECT a.conv, a.actor, m.user_id,"
-    f" EXISTS(SELECT 1 FROM {Block._meta.db_table} b"
-    " WHERE (b.blocker_id = m.user_id AND b.blocked_id = a.actor)"
-    " OR (b.blocker_id = a.actor AND b.blocked_id = m.user_id))"
+    f" EXISTS(SELECT 1 FROM {Block._meta.db_table} b WHERE {block_between_sql('m.user_id', 'a.actor')})"
     f" FROM {ConversationMember._meta.db_table} m"
     " JOIN a ON m.conversation_id = a.conv"
 )
@@ -135,11 +144,18 @@ def conversation_audience(*, conversation_id: uuid.UUID, actor_id: uuid.UUID) ->
     return conversation_audiences(pairs=[(conversation_id, actor_id)])[(conversation_id, actor_id)]
 
 
+def non_member_error(*, conversation_id: uuid.UUID, exists: bool) -> HubError:
+    """The one rule for a conversation the user is not in: `not_found` if it does not exist, else `forbidden`."""
+    if not exists:
+        return NotFound("No such conversation.", conversation_id=str(conversation_id))
+    return PermissionDenied("You are not a member of this conversation.", conversation_id=str(conversation_id))
+
+
 def refuse_non_member(*, conversation_id: uuid.UUID) -> None:
     """Raise the right error for a user who is not a member: unknown conversation or forbidden."""
-    if not Conversation.objects.filter(id=conversation_id).exists():
-        raise NotFound("No such conversation.", conversation_id=str(conversation_id))
-    raise PermissionDenied("You are not a member of this conversation.", conversation_id=str(conversation_id))
+    raise non_member_error(
+        conversation_id=conversation_id, exists=Conversation.objects.filter(id=conversation_id).exists()
+    )
 
 
 def access_audience(*, user: User, conversation_id: uuid.UUID) -> Audience:
@@ -480,9 +496,7 @@ def blocked_either_way(*, user_id: uuid.UUID, others: Iterable[uuid.UUID]) -> se
     others = list(others)
     if not others:
         return set()
-    rows = Block.objects.filter(
-        Q(blocker_id=user_id, blocked_id__in=others) | Q(blocked_id=user_id, blocker_id__in=others)
-    ).values_list("blocker_id", "blocked_id")
+    rows = Block.objects.filter(_block_between(user_id, others)).values_list("blocker_id", "blocked_id")
     return {blocked if blocker == user_id else blocker for blocker, blocked in rows}
 
 

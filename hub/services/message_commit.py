@@ -7,15 +7,18 @@ statement — its own transaction, one round trip — on a connection owned by t
 loop:
 
 - the caller has checked bodies and taken rate-limit tokens (hub/services/send_queue.py);
-- membership, blocks, unknown conversations and earlier client_ids are decided in the statement;
+- the statement gathers the facts of the send rules (membership, blocks, unknown conversations,
+  earlier client_ids and their conversations) and stores what they admit; the rules themselves
+  (`access_refusal`, `idempotency` in hub/services/messages.py) decide every outcome in Python,
+  the same functions the ORM path calls;
 - each conversation's seqs are taken with one `UPDATE … RETURNING` over rows locked in id order
   (`locked`: a sort under the row locks, so batches of several processes never wait on each
   other in a cycle), and the messages inserted with them.
 
 Outcomes the statement cannot answer alone (a repeated client_id, whose first message and
 attachments are loaded by the ORM) are left to the caller as `None`. If the statement fails (a
-client_id stored concurrently in another conversation trips the unique constraint) nothing of the
-batch is stored and the caller sends each request through the ORM path alone."""
+client_id stored concurrently by another process trips the unique constraint) nothing of the
+batch is stored and the caller sends the requests through the ORM path."""
 
 from __future__ import annotations
 
@@ -28,19 +31,20 @@ import psycopg
 from django.db import connections
 from django.utils import timezone
 
-from hub.errors import HubError, NotFound, PermissionDenied
+from hub.errors import HubError
 from hub.models import Message, MessageKind
-from hub.services.conversations import as_uuid
-from hub.services.messages import SendRequest, Sent
+from hub.services.conversations import as_uuid, block_between_sql
+from hub.services.messages import SendRequest, Sent, access_refusal, idempotency
 
-_BATCH_SQL = """
+_BATCH_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest(%(idx)s::int[], %(conv)s::uuid[], %(sender)s::uuid[], %(client_id)s::text[], %(body)s::text[])
         AS r(idx, conv, sender, client_id, body)
 ),
 chk AS (
-    -- Scalar sub-selects with LIMIT, not EXISTS: PostgreSQL may turn an EXISTS into a hashed scan of
-    -- the whole table; these stay one index probe per request.
+    -- The facts the send rules need (hub.services.messages decides from them). Scalar sub-selects
+    -- with LIMIT, not EXISTS: PostgreSQL may turn an EXISTS into a hashed scan of the whole table;
+    -- these stay one index probe per request.
     SELECT r.*,
         (SELECT true FROM conversation_members m WHERE m.conversation_id = r.conv AND m.user_id = r.sender LIMIT 1)
             IS NOT NULL AS is_member,
@@ -48,40 +52,40 @@ chk AS (
         CASE WHEN (SELECT true FROM blocks b WHERE b.blocker_id = r.sender OR b.blocked_id = r.sender LIMIT 1) IS NULL
             THEN false  -- the usual case: the sender has no block at all
             ELSE EXISTS (
-                SELECT 1 FROM conversation_members m JOIN blocks b
-                  ON (b.blocker_id = m.user_id AND b.blocked_id = r.sender)
-                  OR (b.blocker_id = r.sender AND b.blocked_id = m.user_id)
+                SELECT 1 FROM conversation_members m JOIN blocks b ON {block_between_sql("m.user_id", "r.sender")}
                 WHERE m.conversation_id = r.conv
             )
         END AS blocked,
-        (SELECT true FROM messages e WHERE e.sender_id = r.sender AND e.client_id = r.client_id LIMIT 1)
-            IS NOT NULL AS repeated,
-        row_number() OVER (PARTITION BY r.sender, r.client_id ORDER BY r.idx) AS occurrence
+        (SELECT e.conversation_id FROM messages e WHERE e.sender_id = r.sender AND e.client_id = r.client_id LIMIT 1)
+            AS earlier_conv
     FROM req r
 ),
 fresh AS (
+    -- Stored: exactly the requests `access_refusal` admits whose client_id the sender has not used.
     SELECT chk.*, row_number() OVER (PARTITION BY conv ORDER BY idx) AS rn
-    FROM chk WHERE is_member AND NOT blocked AND NOT repeated AND occurrence = 1
+    FROM chk WHERE is_member AND NOT blocked AND earlier_conv IS NULL
 ),
 counts AS (SELECT conv, count(*) AS n FROM fresh GROUP BY conv),
 locked AS (
     SELECT c.id FROM conversations c WHERE c.id IN (SELECT conv FROM counts) ORDER BY c.id FOR NO KEY UPDATE
 ),
 seqs AS (
-    UPDATE conversations c SET last_seq = c.last_seq + v.n, last_message_at = %(now)s
+    UPDATE conversations c
+    SET last_seq = c.last_seq + v.n, last_version = c.last_version + v.n, last_message_at = %(now)s
     FROM (SELECT locked.id, counts.n FROM locked JOIN counts ON counts.conv = locked.id) v
     WHERE c.id = v.id
-    RETURNING c.id, c.last_seq - v.n AS base
+    RETURNING c.id, c.last_seq - v.n AS base, c.last_version - v.n AS vbase
 ),
 ins AS (
-    INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, data, created_at)
-    SELECT gen_random_uuid(), f.conv, s.base + f.rn, f.sender, f.client_id, %(kind)s, f.body, '{}'::jsonb, %(now)s
+    INSERT INTO messages (id, conversation_id, seq, version, sender_id, client_id, kind, body, data, created_at)
+    SELECT gen_random_uuid(), f.conv, s.base + f.rn, s.vbase + f.rn, f.sender, f.client_id, %(kind)s, f.body,
+        '{{}}'::jsonb, %(now)s
     FROM fresh f JOIN seqs s ON s.id = f.conv
-    RETURNING id, seq, sender_id, client_id
+    RETURNING id, seq, version, sender_id, client_id
 )
-SELECT ch.idx, ch.conv_exists, ch.is_member, ch.blocked, ch.repeated, ch.occurrence, i.id, i.seq,
+SELECT ch.idx, ch.conv_exists, ch.is_member, ch.blocked, ch.earlier_conv, i.id, i.seq, i.version,
     (SELECT array_agg(m.user_id) FROM conversation_members m WHERE m.conversation_id = ch.conv) AS members
-FROM chk ch LEFT JOIN ins i ON i.sender_id = ch.sender AND i.client_id = ch.client_id AND ch.occurrence = 1
+FROM chk ch LEFT JOIN ins i ON i.sender_id = ch.sender AND i.client_id = ch.client_id
 """
 
 
@@ -132,7 +136,8 @@ def available() -> bool:
 
 
 async def messages_commit(requests: Sequence[SendRequest]) -> list[Sent | HubError | None]:
-    """Store a batch of text sends (no attachments); `None` where the ORM path must answer (a repeat)."""
+    """Store a batch of text sends (no attachments, no two with one sender and client_id; checked by
+    `request_refusal`); `None` where the ORM path must answer (a repeat, whose first message it loads)."""
     if not requests:
         return []
     now = timezone.now()
@@ -159,24 +164,18 @@ async def messages_commit(requests: Sequence[SendRequest]) -> list[Sent | HubErr
     finally:
         _connections.release(conn)
     outcomes: list[Sent | HubError | None] = [None] * len(requests)
-    for idx, conv_exists, is_member, blocked, repeated, occurrence, message_id, seq, members in rows:
+    for idx, conv_exists, is_member, blocked, earlier_conv, message_id, seq, version, members in rows:
         r = requests[idx]
-        if not is_member:
-            if conv_exists:
-                outcomes[idx] = PermissionDenied(
-                    "You are not a member of this conversation.", conversation_id=str(r.conversation_id)
-                )
-            else:
-                outcomes[idx] = NotFound("No such conversation.", conversation_id=str(r.conversation_id))
-        elif blocked:
-            outcomes[idx] = PermissionDenied("A block stands between you and a member of this conversation.")
-        elif repeated or occurrence > 1 or message_id is None:
-            outcomes[idx] = None  # answered with the first message, by the ORM path
-        else:
+        refusal = access_refusal(r, conversation_exists=conv_exists, is_member=is_member, blocked=blocked)
+        verdict = refusal or idempotency(r, as_uuid(earlier_conv) if earlier_conv is not None else None)
+        if isinstance(verdict, HubError):
+            outcomes[idx] = verdict
+        elif verdict == "new" and message_id is not None:
             message = Message(
                 id=as_uuid(message_id),
                 conversation_id=r.conversation_id,
                 seq=seq,
+                version=version,
                 sender=r.sender,
                 client_id=r.client_id,
                 kind=MessageKind.TEXT,
@@ -185,4 +184,5 @@ async def messages_commit(requests: Sequence[SendRequest]) -> list[Sent | HubErr
                 created_at=now,
             )
             outcomes[idx] = Sent(message=message, attachments=[], announce_to=list(members or []))
+        # else a repeat: answered with the first message, by the ORM path
     return outcomes

@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -30,9 +30,10 @@ from hub.services.conversations import (
     access_membership,
     as_uuid,
     conversation_audiences,
-    refuse_non_member,
+    non_member_error,
     unread_counts,
 )
+from hub.validation import NUL, NUL_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +47,40 @@ HISTORY_MAX_LIMIT = 200
 
 
 _SEQ_SQL = (
-    "UPDATE conversations SET last_message_at = %s, last_seq = last_seq + CASE id {cases} END"
-    " WHERE id IN ({ids}) RETURNING id, last_seq"
+    "UPDATE conversations SET last_message_at = %s, last_seq = last_seq + CASE id {cases} END,"
+    " last_version = last_version + CASE id {cases} END"
+    " WHERE id IN ({ids}) RETURNING id, last_seq, last_version"
 )
+_VERSION_SQL = "UPDATE conversations SET last_version = last_version + 1 WHERE id = %s RETURNING last_version"
 
 
-def _take_seqs(counts: dict[uuid.UUID, int], now: Any) -> dict[uuid.UUID, int]:
-    """Take `n` consecutive seqs in each conversation: its first new seq, by conversation id.
+def _take_seqs(counts: dict[uuid.UUID, int], now: Any) -> dict[uuid.UUID, tuple[int, int]]:
+    """Take `n` consecutive seqs and versions in each conversation: its first new (seq, version), by id.
 
     The rows stay locked until the transaction ends; one statement for any number of conversations."""
     ids = list(counts)
-    params: list[Any] = [now]
+    cases: list[Any] = []
     for cid in ids:
-        params += [_CONV_PK.get_db_prep_value(cid, connection), counts[cid]]  # type: ignore[union-attr]
+        cases += [_CONV_PK.get_db_prep_value(cid, connection), counts[cid]]  # type: ignore[union-attr]
+    params: list[Any] = [now, *cases, *cases]
     params += [_CONV_PK.get_db_prep_value(cid, connection) for cid in ids]  # type: ignore[union-attr]
     sql = _SEQ_SQL.format(cases=" ".join(["WHEN %s THEN %s"] * len(ids)), ids=", ".join(["%s"] * len(ids)))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    last = {as_uuid(raw): int(seq) for raw, seq in rows}
+    last = {as_uuid(raw): (int(seq), int(version)) for raw, seq, version in rows}
     missing = [cid for cid in ids if cid not in last]
     if missing:
         raise Conversation.DoesNotExist(missing[0])
-    return {cid: last[cid] - counts[cid] + 1 for cid in ids}
+    return {cid: (last[cid][0] - counts[cid] + 1, last[cid][1] - counts[cid] + 1) for cid in ids}
+
+
+def _take_version(conversation_id: uuid.UUID) -> int:
+    """The conversation's next version, for an edit or a delete (the row stays locked until commit)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_VERSION_SQL, [_CONV_PK.get_db_prep_value(conversation_id, connection)])  # type: ignore[union-attr]
+        (version,) = cursor.fetchone()
+    return int(version)
 
 
 def message_append(
@@ -83,10 +95,11 @@ def message_append(
     """Insert a message with the next seq. Callers have checked permission; must run in a transaction."""
     assert transaction.get_connection().in_atomic_block, "message_append needs a transaction"
     now = timezone.now()
-    seq = _take_seqs({conversation_id: 1}, now)[conversation_id]
+    seq, version = _take_seqs({conversation_id: 1}, now)[conversation_id]
     return Message.objects.create(
         conversation_id=conversation_id,
         seq=seq,
+        version=version,
         sender=sender,
         client_id=str(client_id) if client_id is not None else None,
         kind=kind,
@@ -123,7 +136,9 @@ def message_post_system(
 
 
 def checked_body(body: str, *, allow_empty: bool = False) -> str:
-    """1 to HUB_MESSAGE_MAX_CHARS characters after trimming (stored as given); empty only with attachments."""
+    """1 to HUB_MESSAGE_MAX_CHARS characters after trimming (stored as given), no NUL; empty only with attachments."""
+    if NUL in body:
+        raise BadRequest(NUL_MESSAGE)
     length = len(body.strip())
     if length > settings.HUB_MESSAGE_MAX_CHARS:
         raise BadRequest(
@@ -148,6 +163,10 @@ class Sent:
         """The message as clients see it (serialised once for the reply and the event)."""
         return serialize.message(self.message, attachments=self.attachments)
 
+    def repeat(self) -> Sent:
+        """This message as the answer to a repeat of its client_id: not created, announced by nobody."""
+        return Sent(message=self.message, attachments=self.attachments, created=False)
+
 
 @dataclass(frozen=True)
 class SendRequest:
@@ -158,6 +177,92 @@ class SendRequest:
     client_id: str
     body: str
     attachment_ids: tuple[uuid.UUID, ...] = ()
+
+
+# --- the send rules: one source for both storage paths (this ORM path and message_commit's SQL) ---------
+#
+# Each path gathers the facts its own way (queries here, one statement there) and these functions
+# decide. The SQL stores exactly the requests for which `access_refusal` is None and the sender has
+# no earlier message with the client_id; the shared scenario (tests/hub/test_send_rules.py) runs
+# both paths against the same expected outcomes.
+
+CLIENT_ID_MAX = 64
+Verdict = Literal["new", "repeat"]
+
+
+def request_refusal(r: SendRequest) -> HubError | None:
+    """Why the request itself is refused (client_id, body), before any query; or None."""
+    if not 1 <= len(r.client_id) <= CLIENT_ID_MAX or NUL in r.client_id:
+        return BadRequest(f"client_id is 1 to {CLIENT_ID_MAX} characters, without NUL.")
+    try:
+        checked_body(r.body, allow_empty=bool(r.attachment_ids))
+    except HubError as exc:
+        return exc
+    return None
+
+
+def access_refusal(r: SendRequest, *, conversation_exists: bool, is_member: bool, blocked: bool) -> HubError | None:
+    """Membership, then blocks (ADR 0010): who may post in the conversation."""
+    if not is_member:
+        return non_member_error(conversation_id=r.conversation_id, exists=conversation_exists)
+    if blocked:
+        return PermissionDenied("A block stands between you and a member of this conversation.")
+    return None
+
+
+def idempotency(r: SendRequest, earlier_conversation_id: uuid.UUID | None) -> Verdict | HubError:
+    """Per sender and conversation: a client_id already stored here is a repeat, elsewhere a conflict."""
+    if earlier_conversation_id is None:
+        return "new"
+    if earlier_conversation_id != r.conversation_id:
+        return client_id_conflict(r)
+    return "repeat"
+
+
+def client_id_conflict(r: SendRequest) -> HubError:
+    return Conflict("This client_id was already used in another conversation.", client_id=r.client_id)
+
+
+def batch_repeats(requests: Sequence[SendRequest], outcomes: list[Sent | HubError | None]) -> dict[int, int]:
+    """Later occurrences of a (sender, client_id) in one batch, by index → the index of the first.
+
+    Only the first is stored; an occurrence naming another conversation than the first's is refused
+    (`conflict`, set in `outcomes`). Requests already refused (outcome set) are skipped."""
+    first: dict[tuple[uuid.UUID, str], int] = {}
+    echoes: dict[int, int] = {}
+    for i, r in enumerate(requests):
+        if outcomes[i] is not None:
+            continue
+        j = first.setdefault((r.sender.id, r.client_id), i)
+        if j == i:
+            continue
+        if requests[j].conversation_id != r.conversation_id:
+            outcomes[i] = client_id_conflict(r)
+        else:
+            echoes[i] = j
+    return echoes
+
+
+def answer_repeats(echoes: dict[int, int], outcomes: list[Sent | HubError | None]) -> None:
+    """A client_id repeated inside one batch gets what its first occurrence got (announced once, by the first)."""
+    for i, j in echoes.items():
+        first = outcomes[j]
+        assert first is not None, "every first occurrence is answered before its repeats"
+        outcomes[i] = first if isinstance(first, HubError) else first.repeat()
+
+
+def admission_refusals(requests: Sequence[SendRequest]) -> list[HubError | None]:
+    """Per request: why it is refused before any query (see `request_refusal`), or None."""
+    return [request_refusal(r) for r in requests]
+
+
+def with_limits(refused: list[HubError | None], limits: Sequence[HubError | None]) -> list[HubError | None]:
+    """`refused` with the rate-limit outcomes (one per request not yet refused, in order) filled in."""
+    taken = iter(limits)
+    return [exc if exc is not None else next(taken) for exc in refused]
+
+
+# --- the ORM path ------------------------------------------------------------------------------
 
 
 def message_send(
@@ -182,82 +287,75 @@ def messages_send(
     """Store a batch of sends in one transaction (group commit, ADR 0036); one outcome per request, in order.
 
     Each message is stored once per (sender, client_id): a repeat answers the first message
-    (`created=False`). A request refused on its own (body, rate limit, membership, block,
-    attachments) gets its `HubError` and takes no seq; the others are unaffected. Queries for the
-    whole batch, whatever its size: the audiences, then in one transaction the conversation row
-    locks, earlier client_ids, one seq UPDATE, one INSERT (plus the attachments' own).
+    (`created=False`), the same client_id in another conversation is `conflict`. A request refused
+    on its own (body, rate limit, membership, block, attachments) gets its `HubError` and takes no
+    seq; the others are unaffected. Seqs follow the order of `requests`. Queries for the whole
+    batch, whatever its size: the audiences, then in one transaction the conversation row locks,
+    earlier client_ids, one seq UPDATE, one INSERT (plus the attachments' own).
 
     `defer_announce=True` (async callers outside any transaction) leaves the broadcast of each created
     message to the caller (`announce_to`), saving a blocking hop back to the event loop.
-    `checked=True`: the caller has checked the bodies and taken the rate-limit tokens already."""
+    `checked=True`: the caller has checked the requests and taken the rate-limit tokens already."""
     if defer_announce:
         assert not transaction.get_connection().in_atomic_block, "deferred announce needs its own commit"
     try:
         return _send_batch(requests, defer_announce=defer_announce, checked=checked)
-    except IntegrityError:
-        # A client_id stored concurrently by another process (the unique constraint caught it): the
-        # batch rolled back, seqs included. Alone, each request finds that first message.
+    except (IntegrityError, DataError):
+        # A client_id stored concurrently by another process (the unique constraint caught it), or a
+        # value the database refuses: the batch rolled back, seqs included. Alone, each request finds
+        # that first message or fails on its own, never another sender's.
         if len(requests) > 1:
             return [messages_send([r], defer_announce=defer_announce, checked=True)[0] for r in requests]
         request = requests[0]
         existing = Message.objects.filter(sender_id=request.sender.id, client_id=request.client_id).first()
         if existing is None:
-            raise
+            log.warning("a send the database refused", exc_info=True)
+            return [BadRequest("This message cannot be stored.")]
+        verdict = idempotency(request, existing.conversation_id)
+        if isinstance(verdict, HubError):
+            return [verdict]
         return [Sent(message=existing, attachments=list(existing.attachments.all()), created=False)]
-
-
-def body_refusals(requests: Sequence[SendRequest]) -> list[HubError | None]:
-    """Per request: why its body is refused (see `checked_body`), or None."""
-    refused: list[HubError | None] = []
-    for r in requests:
-        try:
-            checked_body(r.body, allow_empty=bool(r.attachment_ids))
-        except HubError as exc:
-            refused.append(exc)
-        else:
-            refused.append(None)
-    return refused
-
-
-def with_limits(refused: list[HubError | None], limits: Sequence[HubError | None]) -> list[HubError | None]:
-    """`refused` with the rate-limit outcomes (one per request not yet refused, in order) filled in."""
-    taken = iter(limits)
-    return [exc if exc is not None else next(taken) for exc in refused]
 
 
 def _send_batch(requests: Sequence[SendRequest], *, defer_announce: bool, checked: bool) -> list[Sent | HubError]:
     outcomes: list[Sent | HubError | None] = [None] * len(requests)
-
-    def refuse(i: int, exc: HubError) -> None:
-        outcomes[i] = exc
-
     if not checked:
-        refused = body_refusals(requests)
+        refused = admission_refusals(requests)
         limits = ratelimit.message_send_allowances(
             user_ids=[r.sender.id for r, exc in zip(requests, refused, strict=True) if exc is None]
         )
-        for i, exc in enumerate(with_limits(refused, limits)):
-            if exc is not None:
-                refuse(i, exc)
-    todo = [i for i in range(len(requests)) if outcomes[i] is None]
+        outcomes[:] = with_limits(refused, limits)
+    echoes = batch_repeats(requests, outcomes)
+    todo = [i for i in range(len(requests)) if outcomes[i] is None and i not in echoes]
     audiences = conversation_audiences(pairs=[(requests[i].conversation_id, requests[i].sender.id) for i in todo])
+    strangers = {
+        requests[i].conversation_id for i in todo if requests[i].sender.id not in audiences[_key(requests[i])].members
+    }
+    # Conversations the sender is not in: one query tells the unknown ones from the foreign ones.
+    existing = set(Conversation.objects.filter(id__in=strangers).values_list("id", flat=True)) if strangers else set()
     admitted = []
     for i in todo:
         r = requests[i]
-        audience = audiences[(r.conversation_id, r.sender.id)]
-        try:
-            if r.sender.id not in audience.members:
-                refuse_non_member(conversation_id=r.conversation_id)
-            if audience.blocked:
-                raise PermissionDenied("A block stands between you and a member of this conversation.")
-        except HubError as exc:
-            refuse(i, exc)
+        audience = audiences[_key(r)]
+        refusal = access_refusal(
+            r,
+            conversation_exists=r.conversation_id in existing or r.conversation_id not in strangers,
+            is_member=r.sender.id in audience.members,
+            blocked=bool(audience.blocked),
+        )
+        if refusal is not None:
+            outcomes[i] = refusal
         else:
             admitted.append(i)
     if admitted:
         with transaction.atomic():
             _store(requests, admitted, outcomes, audiences, defer_announce=defer_announce)
+    answer_repeats(echoes, outcomes)
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _key(r: SendRequest) -> tuple[uuid.UUID, uuid.UUID]:
+    return (r.conversation_id, r.sender.id)
 
 
 def _store(
@@ -287,17 +385,17 @@ def _store(
         )
     }
     fresh: list[int] = []
-    first_of: dict[tuple[uuid.UUID, str], int] = {}
     claimed: dict[int, list[Attachment]] = {}
     taken: set[uuid.UUID] = set()
     for i in admitted:
         r = requests[i]
-        key = (r.sender.id, r.client_id)
-        if key in earlier:
-            existing = earlier[key]
-            outcomes[i] = Sent(message=existing, attachments=list(existing.attachments.all()), created=False)
-        elif key in first_of:
-            continue  # a repeat inside this batch: answered with the first once it is stored
+        first = earlier.get((r.sender.id, r.client_id))
+        verdict = idempotency(r, first.conversation_id if first is not None else None)
+        if isinstance(verdict, HubError):
+            outcomes[i] = verdict
+        elif verdict == "repeat":
+            assert first is not None
+            outcomes[i] = Sent(message=first, attachments=list(first.attachments.all()), created=False)
         elif r.attachment_ids:
             try:
                 attachments = attachments_claimable(user=r.sender, attachment_ids=r.attachment_ids)
@@ -308,13 +406,10 @@ def _store(
                 continue
             taken.update(a.id for a in attachments)
             claimed[i] = attachments
-            first_of[key] = i
             fresh.append(i)
         else:
-            first_of[key] = i
             fresh.append(i)
     if not fresh:
-        _answer_repeats(requests, admitted, outcomes, first_of)
         return
     now = timezone.now()
     counts: dict[uuid.UUID, int] = {}
@@ -324,12 +419,13 @@ def _store(
     messages = []
     for i in fresh:
         r = requests[i]
-        seq = next_seq[r.conversation_id]
-        next_seq[r.conversation_id] = seq + 1
+        seq, version = next_seq[r.conversation_id]
+        next_seq[r.conversation_id] = (seq + 1, version + 1)
         messages.append(
             Message(
                 conversation_id=r.conversation_id,
                 seq=seq,
+                version=version,
                 sender=r.sender,
                 client_id=r.client_id,
                 kind=kind_for(claimed.get(i, [])),
@@ -343,28 +439,10 @@ def _store(
         attachments = claimed.get(i, [])
         if attachments:
             attachments_claim(message=message, attachments=attachments)
-        members = audiences[(message.conversation_id, requests[i].sender.id)].members
+        members = audiences[_key(requests[i])].members
         if not defer_announce:
             announce_created(message, to=members, attachments=attachments)
         outcomes[i] = Sent(message=message, attachments=attachments, announce_to=members if defer_announce else [])
-    _answer_repeats(requests, admitted, outcomes, first_of)
-
-
-def _answer_repeats(
-    requests: Sequence[SendRequest],
-    admitted: list[int],
-    outcomes: list[Sent | HubError | None],
-    first_of: dict[tuple[uuid.UUID, str], int],
-) -> None:
-    """A client_id repeated inside one batch gets what its first occurrence got (not announced twice)."""
-    for i in admitted:
-        if outcomes[i] is None:
-            first = outcomes[first_of[(requests[i].sender.id, requests[i].client_id)]]
-            assert first is not None  # every first occurrence was stored or refused above
-            if isinstance(first, HubError):
-                outcomes[i] = first
-            else:
-                outcomes[i] = Sent(message=first.message, attachments=first.attachments, created=False)
 
 
 def _own_message(*, user: User, message_id: uuid.UUID) -> Message:
@@ -388,7 +466,8 @@ def message_edit(*, user: User, message_id: uuid.UUID, body: str) -> Sent:
         checked_body(body, allow_empty=bool(attachments))  # a caption may be emptied, a text may not
         message.body = body
         message.edited_at = timezone.now()
-        message.save(update_fields=["body", "edited_at"])
+        message.version = _take_version(message.conversation_id)
+        message.save(update_fields=["body", "edited_at", "version"])
         realtime.emit(
             "message.updated",
             {"message": serialize.message(message, attachments=attachments)},
@@ -408,13 +487,15 @@ def message_delete(*, user: User, message_id: uuid.UUID) -> Sent:
         message.body = ""
         message.data = {}
         message.deleted_at = timezone.now()
-        message.save(update_fields=["body", "data", "deleted_at"])
+        message.version = _take_version(message.conversation_id)
+        message.save(update_fields=["body", "data", "deleted_at", "version"])
         realtime.emit(
             "message.deleted",
             {
                 "conversation_id": str(message.conversation_id),
                 "message_id": str(message.id),
                 "seq": message.seq,
+                "version": message.version,
             },
             to=audience.recipients(actor_id=user.id),
         )
@@ -453,24 +534,40 @@ def message_history(
     return _serialized(list(reversed(rows[:limit]))), more
 
 
-def sync(*, user: User, cursors: dict[uuid.UUID, int], limit: int = SYNC_DEFAULT_LIMIT) -> list[dict[str, Any]]:
-    """Catch-up for exactly the conversations in `cursors`: messages with seq > cursor, oldest first.
+@dataclass(frozen=True)
+class Cursor:
+    """What a device holds of one conversation: the last seq, and (optionally) the last version."""
 
-    A fixed number of queries however many conversations are asked for: memberships, receipts,
-    one windowed message query (at most limit + 1 per conversation), attachments, unread counts."""
-    if len(cursors) > SYNC_MAX_CONVERSATIONS:
+    seq: int
+    version: int | None = None
+
+
+def sync(
+    *, user: User, cursors: dict[uuid.UUID, int | Cursor], limit: int = SYNC_DEFAULT_LIMIT
+) -> list[dict[str, Any]]:
+    """Catch-up for exactly the conversations in `cursors`: messages with seq > cursor, oldest first; with a
+    version in the cursor also `changed`, the messages up to its seq edited or deleted after that version.
+
+    A fixed number of queries however many conversations are asked for: memberships (with the
+    conversations' versions), receipts, one windowed message query (at most limit + 1 per
+    conversation), attachments, unread counts, and one for `changed` when asked. The versions are
+    read first: a change committed later has a higher version, so the next sync sees it."""
+    wanted = {cid: c if isinstance(c, Cursor) else Cursor(c) for cid, c in cursors.items()}
+    if len(wanted) > SYNC_MAX_CONVERSATIONS:
         raise BadRequest(f"At most {SYNC_MAX_CONVERSATIONS} conversations per sync.")
-    if any(seq < 0 for seq in cursors.values()):
-        raise BadRequest("Cursor values are seqs: integers >= 0.")
+    if any(c.seq < 0 or (c.version is not None and c.version < 0) for c in wanted.values()):
+        raise BadRequest("Cursor values are seqs (and versions): integers >= 0.")
     limit = max(1, min(limit, SYNC_MAX_LIMIT))
-    if not cursors:
+    if not wanted:
         return []
-    ids = list(cursors)
-    mine = dict(
-        ConversationMember.objects.filter(user_id=user.id, conversation_id__in=ids).values_list(
-            "conversation_id", "read_seq"
-        )
-    )
+    ids = list(wanted)
+    mine: dict[uuid.UUID, int] = {}
+    versions: dict[uuid.UUID, int] = {}
+    for cid, read_seq, version in ConversationMember.objects.filter(
+        user_id=user.id, conversation_id__in=ids
+    ).values_list("conversation_id", "read_seq", "conversation__last_version"):
+        mine[cid] = read_seq
+        versions[cid] = version
     missing = [cid for cid in ids if cid not in mine]
     if missing:
         existing = set(Conversation.objects.filter(id__in=missing).values_list("id", flat=True))
@@ -488,8 +585,8 @@ def sync(*, user: User, cursors: dict[uuid.UUID, int], limit: int = SYNC_DEFAULT
         read[cid][str(uid)] = read_seq
         delivered[cid][str(uid)] = delivered_seq
     cond = Q()
-    for cid, after in cursors.items():
-        cond |= Q(conversation_id=cid, seq__gt=after)
+    for cid, cursor in wanted.items():
+        cond |= Q(conversation_id=cid, seq__gt=cursor.seq)
     rows = list(
         Message.objects.filter(cond)
         .annotate(rank=Window(RowNumber(), partition_by=[F("conversation_id")], order_by=F("seq").asc()))
@@ -500,15 +597,40 @@ def sync(*, user: User, cursors: dict[uuid.UUID, int], limit: int = SYNC_DEFAULT
     grouped: dict[uuid.UUID, list[Message]] = {cid: [] for cid in ids}
     for m in rows:
         grouped[m.conversation_id].append(m)
+    changed = _changed(wanted)
     unread = unread_counts(user=user, positions=mine)
-    return [
-        {
+    entries = []
+    for cid in ids:
+        entry = {
             "id": str(cid),
             "messages": _serialized(grouped[cid][:limit]),
             "has_more": len(grouped[cid]) > limit,
             "read": read[cid],
             "delivered": delivered[cid],
             "unread_count": unread[cid],
+            "version": versions[cid],
         }
-        for cid in ids
-    ]
+        if wanted[cid].version is not None:
+            entry["changed"] = _serialized(changed.get(cid, []))
+        entries.append(entry)
+    return entries
+
+
+def _changed(cursors: dict[uuid.UUID, Cursor]) -> dict[uuid.UUID, list[Message]]:
+    """Per conversation with a version cursor: messages with seq <= its seq edited or deleted after its
+    version, in version order; one query (a range scan of the partial index messages_changed_idx)."""
+    cond = Q()
+    for cid, cursor in cursors.items():
+        if cursor.version is not None:
+            cond |= Q(conversation_id=cid, version__gt=cursor.version, seq__lte=cursor.seq)
+    if not cond:
+        return {}
+    found: dict[uuid.UUID, list[Message]] = {}
+    for m in (
+        Message.objects.filter(cond)
+        .filter(Q(edited_at__isnull=False) | Q(deleted_at__isnull=False))
+        .order_by("conversation_id", "version")
+        .prefetch_related("attachments")
+    ):
+        found.setdefault(m.conversation_id, []).append(m)
+    return found

@@ -202,6 +202,7 @@ async def test_edit_and_delete_by_sender_only(settings: Any, tmp_path: Any) -> N
 
         edited = (await c.request("message.edit", {"message_id": message["id"], "body": "fixed"}))["message"]
         assert edited["body"] == "fixed" and edited["edited_at"] and edited["seq"] == message["seq"]
+        assert (message["version"], edited["version"]) == (1, 2)  # every change takes the next version
         assert (await p.event("message.updated"))["message"] == edited
 
         deleted = (await c.request("message.delete", {"message_id": message["id"]}))["message"]
@@ -211,6 +212,7 @@ async def test_edit_and_delete_by_sender_only(settings: Any, tmp_path: Any) -> N
             "conversation_id": str(conversation.id),
             "message_id": message["id"],
             "seq": message["seq"],
+            "version": 3,
         }
         await expect_error("conflict", c, "message.edit", {"message_id": message["id"], "body": "again"})
         # Deleting twice answers the same and announces nothing.

@@ -341,6 +341,30 @@ async def test_sync_shows_deleted_messages_as_tombstones() -> None:
 # --- presence ----------------------------------------------------------------------------------------
 
 
+async def test_an_edit_and_a_delete_made_while_away_reach_the_device_through_sync() -> None:
+    customer, provider, conversation = await chat()
+    async with ws_connect(provider) as away:
+        held = [await send(away, conversation, f"m{n}") for n in range(3)]
+    cursor = {"seq": held[-1]["seq"], "version": max(m["version"] for m in held)}
+    assert cursor == {"seq": 3, "version": 3}
+    async with ws_connect(provider) as other_device:  # the same user, on another device, meanwhile
+        await other_device.request("message.edit", {"message_id": held[0]["id"], "body": "edited"})
+        await other_device.request("message.delete", {"message_id": held[1]["id"]})
+        await send(other_device, conversation, "new")
+    async with ws_connect(provider) as back:
+        reply = await back.request("sync", {"cursors": {str(conversation.id): cursor}})
+    [entry] = reply["conversations"]
+    assert entry["version"] == 6
+    assert [(m["seq"], m["body"]) for m in entry["messages"]] == [(4, "new")]
+    assert [(m["id"], m["version"], m["deleted"], m["body"]) for m in entry["changed"]] == [
+        (held[0]["id"], 4, False, "edited"),
+        (held[1]["id"], 5, True, ""),
+    ]
+    async with ws_connect(customer) as c:
+        bad = {"cursors": {str(conversation.id): {"seq": 1}}}
+        assert (await expect_error("bad_request", c, "sync", bad))["code"] == "bad_request"
+
+
 async def test_presence_online_at_first_device_offline_after_last() -> None:
     customer, provider, _ = await chat()
     async with ws_connect(provider) as watcher:

@@ -45,6 +45,7 @@ MessageOut = inline_serializer(
         "id": serializers.UUIDField(),
         "conversation_id": serializers.UUIDField(),
         "seq": serializers.IntegerField(),
+        "version": serializers.IntegerField(help_text="the conversation's version at this message's latest change"),
         "sender_id": serializers.UUIDField(allow_null=True),
         "client_id": serializers.CharField(allow_null=True),
         "kind": serializers.ChoiceField(["text", "image", "file", "system", "call"]),
@@ -64,6 +65,7 @@ ConversationOut = inline_serializer(
         "booking_id": serializers.UUIDField(allow_null=True),
         "members": UserOut.__class__(many=True),
         "last_seq": serializers.IntegerField(),
+        "version": serializers.IntegerField(help_text="the conversation's current version (PROTOCOL §2.1)"),
         "last_message": MessageOut.__class__(allow_null=True),
         "last_message_at": serializers.DateTimeField(allow_null=True),
         "read_seq": serializers.IntegerField(),
@@ -251,7 +253,8 @@ class MessagesView(APIView):
     @extend_schema(
         request=SendIn,
         responses={200: MessageOut, 201: MessageOut},
-        summary="Send a message (as `message.send`); 200 with the first message for a repeated client_id",
+        summary="Send a message (as `message.send`); 200 with the first message for a repeated client_id, "
+        "409 for a client_id already used in another conversation",
     )
     def post(self, request: Request, conversation_id: uuid.UUID) -> Response:
         data = _valid(SendIn, request.data)

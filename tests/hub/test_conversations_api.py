@@ -299,3 +299,20 @@ def test_schema_documents_the_endpoints(client: Client) -> None:
         "/api/blocks/{user_id}",
     ):
         assert path in schema["paths"], path
+
+
+def test_versions_over_http_and_a_client_id_of_another_conversation_is_409(client: Client, settings: Any) -> None:
+    booking, conversation = booking_with_conversation()
+    _, other = booking_with_conversation(customer=booking.customer)
+    me = booking.customer
+    sent = post(client, me, f"/api/conversations/{conversation.id}/messages", {"client_id": "k", "body": "one"})
+    assert (sent.status_code, sent.json()["seq"], sent.json()["version"]) == (201, 1, 1)
+    edited = client.patch(
+        f"/api/messages/{sent.json()['id']}", {"body": "two"}, content_type="application/json", **auth_headers(me)
+    )
+    assert edited.json()["version"] == 2
+    [entry] = [c for c in get(client, me, "/api/conversations").json()["results"] if c["id"] == str(conversation.id)]
+    assert (entry["last_seq"], entry["version"]) == (1, 2)
+    reused = post(client, me, f"/api/conversations/{other.id}/messages", {"client_id": "k", "body": "elsewhere"})
+    assert (reused.status_code, reused.json()["code"]) == (409, "conflict")
+    assert not Message.objects.filter(conversation=other).exists()

@@ -124,8 +124,8 @@ def _int_param(request: Request, name: str, *, minimum: int = 0) -> int | None:
         value = int(raw)
     except ValueError as exc:
         raise BadRequest(f"`{name}` must be an integer.") from exc
-    if value < minimum:
-        raise BadRequest(f"`{name}` must be >= {minimum}.")
+    if not minimum <= value <= msg_services.COUNTER_MAX:
+        raise BadRequest(f"`{name}` must be from {minimum} to {msg_services.COUNTER_MAX}.")
     return value
 
 
@@ -209,6 +209,8 @@ def _read_history_cursor(cursor: str) -> tuple[int | None, int | None]:
         value, limit = int(seq), (int(bound) if bound else None)
     except ValueError as exc:
         raise BadRequest("Invalid cursor.") from exc
+    if not all(0 <= v <= msg_services.COUNTER_MAX for v in (value, limit or 0)):
+        raise BadRequest("Invalid cursor.")
     if direction == "b":
         return value, None
     if direction == "a":

@@ -42,6 +42,7 @@ _CONV_PK = Conversation._meta.pk
 SYNC_DEFAULT_LIMIT = 100
 SYNC_MAX_LIMIT = 500
 SYNC_MAX_CONVERSATIONS = 1000
+COUNTER_MAX = 2**63 - 1  # seqs and versions are bigint columns
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 200
 
@@ -555,8 +556,8 @@ def sync(
     wanted = {cid: c if isinstance(c, Cursor) else Cursor(c) for cid, c in cursors.items()}
     if len(wanted) > SYNC_MAX_CONVERSATIONS:
         raise BadRequest(f"At most {SYNC_MAX_CONVERSATIONS} conversations per sync.")
-    if any(c.seq < 0 or (c.version is not None and c.version < 0) for c in wanted.values()):
-        raise BadRequest("Cursor values are seqs (and versions): integers >= 0.")
+    if any(not _counter(c.seq) or (c.version is not None and not _counter(c.version)) for c in wanted.values()):
+        raise BadRequest("Cursor values are seqs (and versions): integers from 0 to 2^63 - 1.")
     limit = max(1, min(limit, SYNC_MAX_LIMIT))
     if not wanted:
         return []
@@ -614,6 +615,11 @@ def sync(
             entry["changed"] = _serialized(changed.get(cid, []))
         entries.append(entry)
     return entries
+
+
+def _counter(value: int) -> bool:
+    """A value a seq or version column can hold (larger ones would fail the query, not the request)."""
+    return 0 <= value <= COUNTER_MAX
 
 
 def _changed(cursors: dict[uuid.UUID, Cursor]) -> dict[uuid.UUID, list[Message]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -316,3 +317,13 @@ def test_versions_over_http_and_a_client_id_of_another_conversation_is_409(clien
     reused = post(client, me, f"/api/conversations/{other.id}/messages", {"client_id": "k", "body": "elsewhere"})
     assert (reused.status_code, reused.json()["code"]) == (409, "conflict")
     assert not Message.objects.filter(conversation=other).exists()
+
+
+def test_history_bounds_out_of_range_are_400_not_500(client: Client) -> None:
+    booking, conversation = booking_with_conversation()
+    me = booking.customer
+    huge = str(2**70)
+    cursor = base64.urlsafe_b64encode(f"b:{huge}:".encode()).decode().rstrip("=")
+    for params in ({"before": huge}, {"after": huge}, {"cursor": cursor}):
+        response = get(client, me, f"/api/conversations/{conversation.id}/messages", **params)
+        assert (response.status_code, response.json()["code"]) == (400, "bad_request"), params

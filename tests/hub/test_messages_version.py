@@ -88,7 +88,10 @@ def test_sync_with_versions_costs_one_query_more_for_any_number_of_conversations
 
 
 @pytest.mark.django_db
-def test_negative_versions_are_refused() -> None:
+@pytest.mark.parametrize(
+    "cursor", [Cursor(seq=0, version=-1), Cursor(seq=-1), Cursor(seq=2**63), Cursor(seq=0, version=2**63), 2**70]
+)
+def test_cursors_out_of_range_are_bad_request_not_a_failed_query(cursor: Any) -> None:
     booking, conversation = booking_with_conversation()
     with pytest.raises(BadRequest):
-        sync(user=booking.customer, cursors={conversation.id: Cursor(seq=0, version=-1)})
+        sync(user=booking.customer, cursors={conversation.id: cursor})

@@ -146,9 +146,26 @@ def conversation_audience(*, conversation_id: uuid.UUID, actor_id: uuid.UUID) ->
 
 def non_member_error(*, conversation_id: uuid.UUID, exists: bool) -> HubError:
     """The one rule for a conversation the user is not in: `not_found` if it does not exist, else `forbidden`."""
-    if not exists:
-        return NotFound("No such conversation.", conversation_id=str(conversation_id))
-    return PermissionDenied("You are not a member of this conversation.", conversation_id=str(conversation_id))
+    return non_members_error(conversation_ids=[conversation_id], existing={conversation_id} if exists else set())
+
+
+def non_members_error(
+    *, conversation_ids: Sequence[uuid.UUID], existing: Iterable[uuid.UUID], many: bool = False
+) -> HubError:
+    """`non_member_error` for several conversations at once (`many`: the plural form `sync` answers):
+    `not_found` naming the unknown ones if any, else `forbidden`."""
+    found = set(existing)
+    unknown = [str(c) for c in conversation_ids if c not in found]
+    if not many:
+        [conversation_id] = conversation_ids
+        if unknown:
+            return NotFound("No such conversation.", conversation_id=str(conversation_id))
+        return PermissionDenied("You are not a member of this conversation.", conversation_id=str(conversation_id))
+    if unknown:
+        return NotFound("No such conversations.", conversation_ids=unknown)
+    return PermissionDenied(
+        "You are not a member of these conversations.", conversation_ids=[str(c) for c in conversation_ids]
+    )
 
 
 def refuse_non_member(*, conversation_id: uuid.UUID) -> None:

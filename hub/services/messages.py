@@ -31,6 +31,7 @@ from hub.services.conversations import (
     as_uuid,
     conversation_audiences,
     non_member_error,
+    non_members_error,
     unread_counts,
 )
 from hub.validation import NUL, NUL_MESSAGE
@@ -571,13 +572,8 @@ def sync(
         versions[cid] = version
     missing = [cid for cid in ids if cid not in mine]
     if missing:
-        existing = set(Conversation.objects.filter(id__in=missing).values_list("id", flat=True))
-        unknown = [str(cid) for cid in missing if cid not in existing]
-        if unknown:
-            raise NotFound("No such conversations.", conversation_ids=unknown)
-        raise PermissionDenied(
-            "You are not a member of these conversations.", conversation_ids=[str(c) for c in missing]
-        )
+        existing = Conversation.objects.filter(id__in=missing).values_list("id", flat=True)
+        raise non_members_error(conversation_ids=missing, existing=existing, many=True)
     read: dict[uuid.UUID, dict[str, int]] = {cid: {} for cid in ids}
     delivered: dict[uuid.UUID, dict[str, int]] = {cid: {} for cid in ids}
     for cid, uid, read_seq, delivered_seq in ConversationMember.objects.filter(conversation_id__in=ids).values_list(

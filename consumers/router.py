@@ -81,12 +81,13 @@ class _Subscription:
     def subscribed(self, channel: str) -> bool:
         return channel in self._subscribed
 
-    async def want(self, channel: str) -> None:
+    async def want(self, *channels: str) -> None:
         """Subscribe; returns once Redis confirmed. Raises (SubscriptionDown, …) while Redis is away;
-        the channel stays wanted and is subscribed on the next connection."""
-        self._wanted.add(channel)
-        if channel not in self._subscribed:
-            await self._changes(channel)
+        the channels stay wanted and are subscribed on the next connection."""
+        self._wanted.update(channels)
+        for channel in channels:
+            if channel not in self._subscribed:
+                await self._changes(channel)
 
     def unwant(self, channel: str) -> None:
         self._wanted.discard(channel)
@@ -247,8 +248,7 @@ class LocalRouter:
             return
         try:
             async with asyncio.timeout(settings.HUB_WS_SUBSCRIBE_WAIT_S):
-                await subscription.want(self.process_channel)
-                await subscription.want(channel)
+                await subscription.want(self.process_channel, channel)
         except TimeoutError:  # Redis slow: don't hold the hello; resync once the subscription is confirmed
             self._stale[receiver] = None
             task = asyncio.get_running_loop().create_task(self._resync_when_subscribed(channel, receiver))

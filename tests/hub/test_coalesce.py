@@ -17,7 +17,8 @@ async def test_submitted_items_join_the_batches_of_awaited_ones_in_order() -> No
 
     coalescer: Coalescer[int, int] = Coalescer(run, max_batch=3)
     first = asyncio.ensure_future(coalescer(1))
-    await asyncio.sleep(0)  # the first batch is in flight
+    while not batches:  # until the first batch is in flight
+        await asyncio.sleep(0)
     coalescer.submit(2)
     coalescer.submit(3)
     assert await asyncio.gather(first, coalescer(4), coalescer(5)) == [10, 40, 50]

@@ -56,7 +56,8 @@ async def test_every_scrape_shows_the_connections_of_both_processes(two_web_proc
     connections = []
     try:
         for user in users:
-            ws = await websockets.connect(server.ws_url, additional_headers={"Authorization": f"Bearer {token_for(user)}"})
+            headers = {"Authorization": f"Bearer {token_for(user)}"}
+            ws = await websockets.connect(server.ws_url, additional_headers=headers)
             connections.append(ws)
             assert "hello" in await ws.recv()
         assert all(_sockets(pid) > before[pid] for pid in daphnes), "both processes hold connections"

@@ -9,16 +9,17 @@ from hub.coalesce import Coalescer, loop_coalescer
 
 async def test_submitted_items_join_the_batches_of_awaited_ones_in_order() -> None:
     batches: list[list[int]] = []
+    started = asyncio.Event()
 
     async def run(items: list[int]) -> list[int]:
         batches.append(items)
+        started.set()
         await asyncio.sleep(0.01)
         return [i * 10 for i in items]
 
     coalescer: Coalescer[int, int] = Coalescer(run, max_batch=3)
     first = asyncio.ensure_future(coalescer(1))
-    while not batches:  # until the first batch is in flight
-        await asyncio.sleep(0)
+    await started.wait()  # the first batch is in flight
     coalescer.submit(2)
     coalescer.submit(3)
     assert await asyncio.gather(first, coalescer(4), coalescer(5)) == [10, 40, 50]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from channels.db import database_sync_to_async as sync_to_async
-import orjson
 
 from hub import metrics, realtime
 from hub.redis_clients import async_redis

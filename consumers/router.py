@@ -16,6 +16,7 @@ it gets `resync` once the subscription is back. No connection is closed because 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -212,8 +213,10 @@ class _Subscription:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            self._task = None
+            task, self._task = self._task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.disconnect()

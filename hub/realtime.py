@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from asgiref.sync import async_to_sync
 from django.db import transaction
 
 from hub import metrics
@@ -128,9 +129,14 @@ async def _publish_batch(batch: list[list[tuple[str, bytes]]]) -> list[None]:
     return [None] * len(batch)
 
 
+_loop_publishes = False  # this process publishes from an event loop (a web process): sync emits join it
+
+
 async def publish(items: list[tuple[str, bytes]]) -> bool:
     """PUBLISH (channel, payload) pairs in order; concurrent calls share round trips (one pipeline at a
     time, FIFO). Returns once sent; False (logged) when Redis failed."""
+    global _loop_publishes
+    _loop_publishes = True
     if not items:
         return True
     try:
@@ -142,9 +148,14 @@ async def publish(items: list[tuple[str, bytes]]) -> bool:
 
 
 def publish_sync(items: list[tuple[str, bytes]]) -> bool:
-    """`publish` from sync code (service threads, Celery workers): one pipeline, one round trip."""
+    """`publish` from sync code. In a process that also publishes from its event loop (a web process's
+    service threads), through that loop: one FIFO for all its events, so an event published after
+    another (e.g. an edit after its message's `message.created`) is not overtaken by it. Elsewhere
+    (Celery workers, commands): one pipeline on the sync client, one round trip."""
     if not items:
         return True
+    if _loop_publishes:
+        return bool(async_to_sync(publish)(items))
     try:
         pipe = sync_redis().pipeline(transaction=False)
         for channel, payload in items:

@@ -90,6 +90,10 @@ class _Subscription:
             if channel not in self._subscribed:
                 await self._changes(channel)
 
+    async def settled(self, channel: str) -> None:
+        """Returns once Redis holds what is wanted for `channel` (without wanting it)."""
+        await self._changes(channel)
+
     def unwant(self, channel: str) -> None:
         self._wanted.discard(channel)
         self._changes.submit(channel)
@@ -262,10 +266,11 @@ class LocalRouter:
 
     async def _resync_when_subscribed(self, channel: str, receiver: Receiver) -> None:
         try:
-            await self._subscription.want(channel)
+            await self._subscription.settled(channel)
         except Exception:  # down: the reconnect sends the resync
             return
-        if self._stale.pop(receiver, None) is not None:
+        if receiver in self._stale:
+            del self._stale[receiver]
             await self._resync(receiver)
 
     def remove(self, user_id: uuid.UUID, connection_id: str, receiver: Receiver) -> None:

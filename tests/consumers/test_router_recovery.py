@@ -45,3 +45,19 @@ async def test_a_second_device_of_a_subscribed_user_needs_no_round_trip() -> Non
             await realtime.emit_async("test.x", {}, to=[alice.id])
             await second.event("test.x")
     await asyncio.sleep(0)
+
+
+async def test_a_handshake_does_not_wait_long_for_a_slow_redis_and_resyncs_once_subscribed(settings: Any) -> None:
+    settings.HUB_WS_SUBSCRIBE_WAIT_S = 0.3
+    alice, bob = await sync_to_async(CustomerFactory)(), await sync_to_async(CustomerFactory)()
+    async with ws_connect(alice) as a:
+        await sync_to_async(sync_redis().execute_command)("CLIENT", "PAUSE", 1500, "ALL")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with ws_connect(bob) as b:  # its SUBSCRIBE waits for Redis; its hello does not
+            assert loop.time() - started < 1.2
+            await b.event("resync", timeout=10)
+            assert loop.time() - started >= 1.2  # once Redis had applied its subscription
+            assert await realtime.emit_async("test.after", {}, to=[bob.id])
+            await b.event("test.after")
+        await a.no_event("resync", within=0.2)  # alice's subscription never lapsed

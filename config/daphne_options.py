@@ -9,7 +9,11 @@ Autobahn also pretty-prints its ~40 protocol options on every new connection for
 that is discarded unless txaio logs at debug level: 15 % of the web process's CPU in a connect
 storm. `pformat` in its protocol module is replaced by one that does the work only when the line
 would be shown (docs/adr/0030); likewise its `hltype`/`hlval` highlighters, which colour the
-arguments of debug lines for every frame sent and received (docs/adr/0036)."""
+arguments of debug lines for every frame sent and received (docs/adr/0036).
+
+Each of these reaches into autobahn/daphne, so pyproject.toml bounds both from above and
+tests/consumers/test_library_patches.py fails when a patched name or behaviour changes (ADR 0052).
+Twisted's write path is no longer patched (ADR 0052: no measurable gain)."""
 
 from __future__ import annotations
 
@@ -21,8 +25,6 @@ import autobahn.twisted.websocket
 import autobahn.websocket.protocol
 import txaio
 from daphne.ws_protocol import WebSocketFactory
-
-from config import twisted_writes
 
 _original = WebSocketFactory.setProtocolOptions
 
@@ -66,7 +68,6 @@ def tune_gc() -> None:
 
 
 def install() -> None:
-    twisted_writes.install()
     if WebSocketFactory.setProtocolOptions is not _set_protocol_options:
         WebSocketFactory.setProtocolOptions = _set_protocol_options  # type: ignore[method-assign]
     autobahn.websocket.protocol.pformat = _pformat_when_shown  # type: ignore[assignment]

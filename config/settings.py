@@ -161,15 +161,12 @@ CACHES = {
     }
 }
 
-CHANNEL_LAYERS = {
-    "default": {
-        # Pub/sub layer: events go to per-user groups, the database is the record (ADR 0002). The hub
-        # uses its channel names and serialisation; it publishes through hub/realtime.py's batching
-        # publisher and receives through each web process's router (ADRs 0032, 0035).
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
-    }
-}
+# Events are published to Redis channels and routed by each web process (hub/realtime.py,
+# consumers/router.py; ADRs 0035, 0050): no channel layer on the hub's path. A handshake waits at
+# most this long for its user's subscription (Redis slow: `hello` now, `resync` later); a silent
+# subscription connection is pinged after this long, and given up after twice that.
+HUB_WS_SUBSCRIBE_WAIT_S = env.float("HUB_WS_SUBSCRIBE_WAIT_S", default=2.0)
+HUB_ROUTER_PING_S = env.float("HUB_ROUTER_PING_S", default=5.0)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None

@@ -6,6 +6,10 @@ starts one daphne on each (`daphne --fd`); the kernel spreads new connections ov
 that crosses connections already goes through PostgreSQL and Redis, so the processes need not know
 of each other (ADR 0037). With WEB_CONCURRENCY=1 daphne replaces this process (no supervisor).
 
+Metrics (ADR 0051): the daphnes share PROMETHEUS_MULTIPROC_DIR (a fresh directory this supervisor
+makes and removes, or the operator's, emptied first), so /metrics answers for the whole `web`
+whichever process a scrape reaches.
+
 The supervisor forwards SIGTERM/SIGINT to every daphne and exits when they have; if one daphne dies,
 it stops the others and exits with its status, so the process manager restarts the whole `web`.
 
@@ -15,11 +19,14 @@ it stops the others and exits with its status, so the process manager restarts t
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 APPLICATION = "config.asgi:application"
 
@@ -56,6 +63,21 @@ def daphne_argv(fd: int, options: list[str]) -> list[str]:
     return [daphne, "--fd", str(fd), *options, APPLICATION]
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_dir() -> tuple[Path, bool]:
+    """The metrics directory of this `web` run, empty; and whether it is ours to remove afterwards."""
+    given = os.environ.get(MULTIPROC_ENV, "").strip()
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # values of a previous run must not add to this one's
+            stale.unlink()
+        return path, False
+    return Path(tempfile.mkdtemp(prefix="hub-metrics-")), True
+
+
 def supervise(sockets: list[socket.socket], options: list[str]) -> int:
     children = [subprocess.Popen(daphne_argv(sock.fileno(), options), pass_fds=[sock.fileno()]) for sock in sockets]
     for sock in sockets:
@@ -86,6 +108,8 @@ def supervise(sockets: list[socket.socket], options: list[str]) -> int:
 def main(options: list[str]) -> int:
     count = concurrency()
     if count == 1:
+        if os.environ.get(MULTIPROC_ENV, "").strip():
+            metrics_dir()  # the operator's directory: emptied of a previous run's values
         sock = listen(reuse_port=False)
         print(f"web: one daphne process on {sock.getsockname()}", file=sys.stderr, flush=True)
         argv = daphne_argv(sock.fileno(), options)
@@ -96,8 +120,14 @@ def main(options: list[str]) -> int:
     port = sockets[0].getsockname()[1]
     os.environ["PORT"] = str(port)  # PORT=0 (any free port): the others join the one the first got
     sockets += [listen(reuse_port=True) for _ in range(count - 1)]
+    directory, ours = metrics_dir()
+    os.environ[MULTIPROC_ENV] = str(directory)  # read by prometheus_client when each daphne imports it
     print(f"web: {count} daphne processes on {sockets[0].getsockname()}", file=sys.stderr, flush=True)
-    return supervise(sockets, options)
+    try:
+        return supervise(sockets, options)
+    finally:
+        if ours:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

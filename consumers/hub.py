@@ -108,7 +108,10 @@ class HubConsumer(AsyncWebsocketConsumer):
             }
         )
         for hook in CONNECT_HOOKS:
-            await hook(self.conn)
+            try:
+                await hook(self.conn)
+            except Exception:  # e.g. presence while Redis is away: the connection still works (ADR 0050)
+                log.exception("connect hook %s failed", getattr(hook, "__name__", hook))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its per-message thread hop to close stale DB connections.

@@ -1,33 +1,62 @@
-"""The pipe from services to devices: every event goes to the `user.<id>` groups of its recipients.
+"""The pipe from services to devices: events are PUBLISHed to the Redis channels of their recipients.
 
-Services decide who receives an event (from the database) and call `emit` after commit; the
-channel layer is only transport, so anything a client must not miss is persisted first."""
+Services decide who receives an event (from the database) and publish after commit; Redis is only
+transport, so anything a client must not miss is persisted first. Each web process's router
+(consumers.router) subscribes to the channel of every user with a local connection and to one
+channel of its own, and hands what arrives to the connections (ADR 0035, ADR 0050).
+
+Wire format (ours, no channel layer): channel `hub:user.<id>` or `hub:process.<hex>`; payload an
+orjson object, one of
+    {"text": <frame JSON>, "exclude": <channel_name>?}     an event for every device of the user
+    {"text": <frame JSON>, "to": <connection id>}          an event for one connection (process channel)
+    {"close": <code>, "reason": <str>}                     close every connection of the user
+
+Delivery is at most once. A publish that fails (Redis away) is logged and dropped, never raised:
+the router of every process loses its subscription too, and sends `resync` to each connection once
+it is subscribed again (PROTOCOL §2.1)."""
 
 from __future__ import annotations
 
-import asyncio
+import logging
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
-from channels_redis.utils import create_pool
 from django.db import transaction
 
-EVENT_MESSAGE_TYPE = "hub.event"
+from hub import metrics
+from hub.coalesce import loop_coalescer
+from hub.redis_clients import async_redis, sync_redis
 
+log = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "hub:"
 
 # A WebSocket's `channel_name` is "<its process's channel><CONNECTION_SEPARATOR><connection id>" (ADR 0035):
 # events for exactly one connection go to its process's channel, which hands them to the connection.
 CONNECTION_SEPARATOR = "!"
 
+Recipients = Iterable[uuid.UUID | str]
+
 
 def user_group(user_id: uuid.UUID | str) -> str:
     return f"user.{user_id}"
+
+
+def redis_channel(name: str) -> str:
+    """The Redis channel of a group (`user_group`) or a process."""
+    return f"{CHANNEL_PREFIX}{name}"
+
+
+def user_channel(user_id: uuid.UUID | str) -> str:
+    return redis_channel(user_group(user_id))
+
+
+def new_process_channel() -> str:
+    return redis_channel(f"process.{uuid.uuid4().hex}")
 
 
 def connection_channel(process_channel: str, connection_id: str) -> str:
@@ -46,144 +75,158 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def layer_message(text: str, *, exclude_channel: str | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": EVENT_MESSAGE_TYPE, "text": text}
-    if exclude_channel:
-        message["exclude"] = exclude_channel
-    return message
+RESYNC_FRAME = encode_frame("resync", {})
+
+
+def event_payload(text: str, exclude_channel: str | None = None) -> bytes:
+    return orjson.dumps({"text": text, "exclude": exclude_channel} if exclude_channel else {"text": text})
+
+
+def _unique_channels(to: Recipients) -> list[str]:
+    return [user_channel(u) for u in dict.fromkeys(str(u) for u in to)]
+
+
+def frame_items(frames: Iterable[tuple[str, Recipients, str | None]]) -> list[tuple[str, bytes]]:
+    """(Redis channel, payload) PUBLISHes of pre-encoded frames: (text, recipients, exclude_channel)."""
+    items: list[tuple[str, bytes]] = []
+    for text, to, exclude in frames:
+        payload = event_payload(text, exclude)
+        items += [(channel, payload) for channel in _unique_channels(to)]
+    return items
+
+
+# --- publishing ------------------------------------------------------------------------------------
+
+
+class _Failures:
+    """Failed publishes are logged once per outage, then every few seconds with a count (no log flood)."""
+
+    every_s = 5.0
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self.logged_at = 0.0
+
+    def failed(self, count: int, exc: BaseException) -> None:
+        metrics.PUBLISH_FAILED.inc(count)
+        self.dropped += count
+        now = time.monotonic()
+        if now - self.logged_at >= self.every_s:
+            log.warning("realtime: %d event(s) not published (Redis: %s); they stay in the database", self.dropped, exc)
+            self.logged_at, self.dropped = now, 0
+
+
+_failures = _Failures()
+
+
+async def _publish_batch(batch: list[list[tuple[str, bytes]]]) -> list[None]:
+    """Every PUBLISH queued while the previous batch was in flight, in one pipeline, in order."""
+    pipe = async_redis().pipeline(transaction=False)
+    for items in batch:
+        for channel, payload in items:
+            pipe.publish(channel, payload)
+    await pipe.execute()
+    return [None] * len(batch)
+
+
+_loop_publishes = False  # this process publishes from an event loop (a web process): sync emits join it
+
+
+async def publish(items: list[tuple[str, bytes]]) -> bool:
+    """PUBLISH (channel, payload) pairs in order; concurrent calls share round trips (one pipeline at a
+    time, FIFO). Returns once sent; False (logged) when Redis failed."""
+    global _loop_publishes
+    _loop_publishes = True
+    if not items:
+        return True
+    try:
+        await loop_coalescer("realtime.publish", _publish_batch)(items)
+    except Exception as exc:  # Redis away or slow: the data is in the database; routers resync
+        _failures.failed(len(items), exc)
+        return False
+    return True
+
+
+def publish_sync(items: list[tuple[str, bytes]]) -> bool:
+    """`publish` from sync code. In a process that also publishes from its event loop (a web process's
+    service threads), through that loop: one FIFO for all its events, so an event published after
+    another (e.g. an edit after its message's `message.created`) is not overtaken by it. Elsewhere
+    (Celery workers, commands): one pipeline on the sync client, one round trip."""
+    if not items:
+        return True
+    if _loop_publishes:
+        return bool(async_to_sync(publish)(items))
+    try:
+        pipe = sync_redis().pipeline(transaction=False)
+        for channel, payload in items:
+            pipe.publish(channel, payload)
+        pipe.execute()
+    except Exception as exc:
+        _failures.failed(len(items), exc)
+        return False
+    return True
+
+
+async def publish_frames(frames: Iterable[tuple[str, Recipients, str | None]]) -> bool:
+    """The lowest-level event transport: pre-encoded frames `(text, recipients, exclude_channel)`,
+    each to every device of its recipients, in the order given."""
+    return await publish(frame_items(frames))
 
 
 async def emit_async(
     frame_type: str,
     data: dict[str, Any],
     *,
-    to: Iterable[uuid.UUID | str],
+    to: Recipients,
     exclude_channel: str | None = None,
-) -> None:
+) -> bool:
     """Send one event to every device of the given users (optionally not to one connection)."""
-    layer = get_channel_layer()
-    assert layer is not None, "CHANNEL_LAYERS is not configured"
-    message = layer_message(encode_frame(frame_type, data), exclude_channel=exclude_channel)
-    groups = [user_group(user_id) for user_id in dict.fromkeys(str(u) for u in to)]
-    if isinstance(layer, RedisPubSubChannelLayer):
-        await _publish_batched(layer, groups, message)
-        return
-    for group in groups:
-        await layer.group_send(group, message)
+    return await publish_frames([(encode_frame(frame_type, data), to, exclude_channel)])
 
 
-class _BatchPublisher:
-    """PUBLISHes to one Redis shard, pipelining everything queued while the previous batch was in flight.
-
-    channels-redis publishes through one connection behind a lock, one round trip per group, so
-    under load every event of a process queues behind the others (measured: 400 ms at 150 chat
-    messages/s). Here concurrent emits share round trips; order is kept (FIFO, one pipeline at a
-    time); each emitter still waits until its publishes are done."""
-
-    def __init__(self, host: dict[str, Any]) -> None:
-        self._redis = aioredis.Redis(connection_pool=create_pool(host))
-        self._pending: list[tuple[list[tuple[str, bytes]], asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    async def publish(self, items: list[tuple[str, bytes]]) -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._pending.append((items, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush())
-        await done
-
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            pipe = self._redis.pipeline(transaction=False)
-            for items, _ in batch:
-                for channel, payload in items:
-                    pipe.publish(channel, payload)
-            try:
-                await pipe.execute()
-            except Exception as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+async def emit_many_async(events: Iterable[tuple[str, dict[str, Any], Recipients]]) -> bool:
+    """Several `emit_async`s at once (e.g. the presence of a burst of connects): one pipeline, in the order given."""
+    return await publish_frames((encode_frame(frame_type, data), to, None) for frame_type, data, to in events)
 
 
-async def emit_many_async(events: Iterable[tuple[str, dict[str, Any], Iterable[uuid.UUID | str]]]) -> None:
-    """Several `emit_async`s at once, e.g. the presence of a burst of connects: one pipeline per shard,
-    each event's PUBLISHes in the order given."""
-    layer = get_channel_layer()
-    assert layer is not None, "CHANNEL_LAYERS is not configured"
-    if not isinstance(layer, RedisPubSubChannelLayer):
-        for frame_type, data, to in events:
-            await emit_async(frame_type, data, to=to)
-        return
-    inner = layer._get_layer()
-    items: list[tuple[str, bytes]] = []
-    for frame_type, data, to in events:
-        payload = layer.serialize(layer_message(encode_frame(frame_type, data)))
-        items += [(inner._get_group_channel_name(user_group(u)), payload) for u in dict.fromkeys(str(u) for u in to)]
-    await _publish_items(layer, items)
-
-
-async def _publish_batched(layer: RedisPubSubChannelLayer, groups: list[str], message: dict[str, Any]) -> None:
-    """What `group_send` does for each group (same channel names, same serialisation), batched."""
-    inner = layer._get_layer()  # this loop's layer: its shards and naming
-    payload = layer.serialize(message)
-    await _publish_items(layer, [(inner._get_group_channel_name(group), payload) for group in groups])
-
-
-async def _publish_channels(layer: RedisPubSubChannelLayer, channels: list[str], message: dict[str, Any]) -> None:
-    """PUBLISH one message to Redis channels, through each shard's batching publisher."""
-    payload = layer.serialize(message)
-    await _publish_items(layer, [(channel, payload) for channel in channels])
-
-
-async def _publish_items(layer: RedisPubSubChannelLayer, items: list[tuple[str, bytes]]) -> None:
-    """(channel, payload) PUBLISHes, in order per shard, through each shard's batching publisher."""
-    inner = layer._get_layer()
-    by_shard: dict[Any, list[tuple[str, bytes]]] = {}
-    for channel, payload in items:
-        by_shard.setdefault(inner._get_shard(channel), []).append((channel, payload))
-    publishes = []
-    for shard, mine in by_shard.items():
-        publisher = getattr(shard, "_hub_publisher", None)
-        if publisher is None:
-            publisher = shard._hub_publisher = _BatchPublisher(shard.host)
-        publishes.append(publisher.publish(mine))
-    if len(publishes) == 1:
-        await publishes[0]  # the usual single Redis: no task per emit
-    elif publishes:
-        await asyncio.gather(*publishes)
-
-
-async def send_to_channel(channel_name: str, frame_type: str, data: dict[str, Any]) -> None:
-    """Send one event to exactly one connection (call signaling), in whichever web process holds it."""
-    layer = get_channel_layer()
-    assert layer is not None
-    message = layer_message(encode_frame(frame_type, data))
+def _connection_item(channel_name: str, text: str) -> tuple[str, bytes]:
     process_channel, separator, connection_id = channel_name.rpartition(CONNECTION_SEPARATOR)
-    if separator and isinstance(layer, RedisPubSubChannelLayer):
-        message["to"] = connection_id  # the process's router hands it to that connection only
-        await _publish_channels(layer, [process_channel], message)
-        return
-    await layer.send(channel_name, message)
+    if not separator or not process_channel.startswith(CHANNEL_PREFIX):
+        raise ValueError(f"not a connection's channel_name: {channel_name!r}")
+    return process_channel, orjson.dumps({"text": text, "to": connection_id})
+
+
+async def send_to_channel(channel_name: str, frame_type: str, data: dict[str, Any]) -> bool:
+    """Send one event to exactly one connection (call signaling), in whichever web process holds it."""
+    return await publish([_connection_item(channel_name, encode_frame(frame_type, data))])
 
 
 def emit(
     frame_type: str,
     data: dict[str, Any],
     *,
-    to: Iterable[uuid.UUID | str],
+    to: Recipients,
     exclude_channel: str | None = None,
 ) -> None:
     """From sync code: emit once the current transaction commits (at once outside one)."""
-    recipients = list(to)
+    items = frame_items([(encode_frame(frame_type, data), list(to), exclude_channel)])
+    transaction.on_commit(lambda: publish_sync(items), robust=True)
 
-    def _send() -> None:
-        async_to_sync(emit_async)(frame_type, data, to=recipients, exclude_channel=exclude_channel)
 
-    transaction.on_commit(_send, robust=True)
+# --- closing connections ---------------------------------------------------------------------------
+
+
+def _close_items(user_ids: Recipients, code: int, reason: str) -> list[tuple[str, bytes]]:
+    payload = orjson.dumps({"close": code, "reason": reason})
+    return [(channel, payload) for channel in _unique_channels(user_ids)]
+
+
+async def disconnect_users_async(user_ids: Recipients, code: int, reason: str = "") -> bool:
+    """Close every connection of these users, in every web process, with `code` (e.g. 4401)."""
+    return await publish(_close_items(user_ids, code, reason))
+
+
+def disconnect_users(user_ids: Recipients, code: int, reason: str = "") -> None:
+    """From sync code: `disconnect_users_async` once the current transaction commits."""
+    items = _close_items(list(user_ids), code, reason)
+    transaction.on_commit(lambda: publish_sync(items), robust=True)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from kombu import Connection as BrokerConnection
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from hub.redis_clients import sync_redis
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -35,11 +38,7 @@ def _database() -> None:
 
 
 def _redis() -> None:
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    sync_redis().ping()
 
 
 def _broker() -> None:
@@ -63,4 +62,14 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    """This `web`'s metrics: summed over every daphne process when they share PROMETHEUS_MULTIPROC_DIR
+    (config/web.py sets it), else this process's own."""
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def _registry() -> CollectorRegistry:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry

@@ -25,6 +25,7 @@ from django.utils import timezone
 from hub import realtime, serialize
 from hub.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from hub.models import Booking, BookingStatus, User
+from hub.redis_clients import sync_redis
 from hub.services.conversations import conversation_for_booking
 from hub.services.messages import message_post_system
 
@@ -216,15 +217,9 @@ class LocationOutcome:
     retry_after_s: float = 0.0
 
 
-_redis_client: redis.Redis | None = None
-
-
 def _redis() -> redis.Redis:
-    """One client (and connection pool) per process, shared by the threads that run services."""
-    global _redis_client
-    if _redis_client is None:
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL)
-    return _redis_client
+    """The process's shared client (hub.redis_clients: one pool, with timeouts)."""
+    return sync_redis()
 
 
 def location_throttle_key(booking_id: uuid.UUID) -> str:

@@ -166,7 +166,7 @@ async def test_send_to_channel_reaches_one_connection_and_exclude_skips_one() ->
 async def test_a_users_subscription_ends_with_their_last_local_connection() -> None:
     user = await sync_to_async(CustomerFactory)()
     router = local_router()
-    group = router._inner._get_group_channel_name(realtime.user_group(user.id))
+    group = realtime.user_channel(user.id)
 
     def subscribers() -> int:
         return int(sync_redis().pubsub_numsub(group)[0][1])
@@ -204,8 +204,7 @@ async def test_the_router_subscribes_again_after_losing_redis() -> None:
     user = await sync_to_async(CustomerFactory)()
     async with ws_connect(user) as client:
         router = local_router()
-        (subscriber,) = router._subscribers.values()
-        host, port = subscriber._conn._writer.get_extra_info("sockname")[:2]
+        host, port = router._subscription._conn._writer.get_extra_info("sockname")[:2]
         sync_redis().execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
         for n in range(100):  # events published while it reconnects are lost (at most once)
             await realtime.emit_async("test.probe", {"n": n}, to=[user.id])

@@ -1,16 +1,17 @@
-"""hub.realtime fan-out: batched PUBLISHes reach the same subscribers as group_send, in order."""
+"""hub.realtime: batched PUBLISHes on the hub's own channels, in order; failures are clean (ADR 0050)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from channels.db import database_sync_to_async as sync_to_async
-from channels.layers import get_channel_layer
 
-from hub import realtime
-from tests.conftest import ws_connect
+from hub import metrics, realtime
+from hub.redis_clients import async_redis
+from tests.conftest import free_port, ws_connect
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,11 +27,36 @@ async def test_concurrent_emits_arrive_complete_and_in_order() -> None:
             assert got == list(range(100))
 
 
-async def test_other_channel_layers_use_group_send(settings: Any) -> None:
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(realtime.user_group("u1"), channel)
-    await realtime.emit_async("test.y", {"k": 1}, to=["u1"])
-    message = await asyncio.wait_for(layer.receive(channel), 5)
-    assert message["type"] == realtime.EVENT_MESSAGE_TYPE and '"test.y"' in message["text"]
+async def test_events_are_orjson_payloads_on_the_hubs_own_channels() -> None:
+    client = async_redis().pubsub()
+    await client.subscribe(realtime.user_channel("u1"))
+    await client.get_message(timeout=1)  # the subscribe confirmation
+    assert await realtime.emit_async("test.y", {"k": 1}, to=["u1", "u1"], exclude_channel="hub:process.p!c")
+    assert await realtime.publish_frames([('{"type":"test.z","data":{}}', ["u1"], None)])
+    got = [await client.get_message(timeout=2) for _ in range(2)]
+    assert [(m["channel"], orjson.loads(m["data"])) for m in got if m] == [
+        (b"hub:user.u1", {"text": '{"type":"test.y","data":{"k":1}}', "exclude": "hub:process.p!c"}),
+        (b"hub:user.u1", {"text": '{"type":"test.z","data":{}}'}),
+    ]  # once per user, in order
+    assert await client.get_message(timeout=0.3) is None
+    await client.aclose()
+
+
+async def test_send_to_channel_refuses_a_name_that_is_not_a_connections() -> None:
+    for name in ("user.1", "", "hub:user.x", "other:process.p!c"):
+        with pytest.raises(ValueError):
+            await realtime.send_to_channel(name, "test.x", {})
+
+
+async def test_publishing_while_redis_is_away_fails_cleanly(
+    settings: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(realtime, "_failures", realtime._Failures())
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    failed = metrics.PUBLISH_FAILED._value.get()
+    assert await realtime.emit_async("test.x", {}, to=["u1", "u2"]) is False
+    assert await realtime.emit_many_async([("test.x", {}, ["u1"])]) is False
+    assert await realtime.send_to_channel("hub:process.p!c", "test.x", {}) is False
+    await sync_to_async(realtime.emit)("test.x", {}, to=["u1"])  # sync, at once outside a transaction
+    assert metrics.PUBLISH_FAILED._value.get() - failed == 5
+    assert [r.levelname for r in caplog.records if r.name == "hub.realtime"] == ["WARNING"]  # once, not per event

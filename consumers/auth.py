@@ -19,7 +19,7 @@ from django.conf import settings
 
 from hub.errors import Unauthorized
 from hub.models import User
-from hub.services.identity import active_users, jwt_subject, ws_ticket_redeem
+from hub.services.identity import active_users, jwt_verify, ws_ticket_redeem
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_ORIGIN = 4403
@@ -112,7 +112,7 @@ def user_loader() -> UserLoader:
 
 async def _user_from_token(token: str) -> User:
     # The signature check is CPU only and stays on the loop; the user row comes in a batch.
-    return await user_loader().load(jwt_subject(token))
+    return await user_loader().load(jwt_verify(token).user_id)
 
 
 @database_sync_to_async

@@ -22,6 +22,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from consumers import handlers  # noqa: F401  (registers every request type)
+from consumers.auth import CLOSE_UNAUTHORIZED
 from consumers.connection import CLOSE_AFTER_ANSWER, Connection
 from consumers.idle import idle_sweeper
 from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES
@@ -126,7 +127,10 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.conn = Connection(user=user, connection_id=connection_id, channel_name=self.channel_name, consumer=self)
         metrics.WS_CONNECTIONS_OPEN.inc()  # from here on, `disconnect` undoes it however the connection ends
         metrics.WS_CONNECTIONS_TOTAL.inc()
-        idle_sweeper().touch(self)
+        sweeper = idle_sweeper()
+        sweeper.touch(self)
+        if (valid_until := self.scope.get("hub_valid_until")) is not None:
+            sweeper.lapses_at(self, valid_until)
         await router.add(user.id, connection_id, self)
         await self.send_frame(
             {
@@ -198,6 +202,11 @@ class HubConsumer(AsyncWebsocketConsumer):
         """No frame for HUB_WS_IDLE_TIMEOUT_S (the process's idle sweeper decided): 4408."""
         if self.conn is not None:
             await self.close_with(CLOSE_IDLE, "idle")
+
+    async def close_expired(self) -> None:
+        """The credential this connection authenticated with lapsed (its token's `exp`): 4401."""
+        if self.conn is not None:
+            await self.close_with(CLOSE_UNAUTHORIZED, "token expired")
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         metrics.labelled(metrics.WS_FRAMES_OUT, frame["type"]).inc()

@@ -23,12 +23,21 @@ from jwt import PyJWK
 from hub.errors import Unauthorized
 from hub.models import User, WsTicket
 
+
 @dataclass(frozen=True)
 class TokenSubject:
-    """Who a verified token names, and until when it is valid (its `exp`, Unix seconds)."""
+    """Who a verified token names, and when the hub stops accepting it (`exp` plus the leeway, Unix seconds)."""
 
     user_id: uuid.UUID
-    expires_at: float
+    valid_until: float
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A user a connection authenticated as, and when that credential lapses (None: it does not)."""
+
+    user: User
+    valid_until: float | None
 
 
 def _verification() -> tuple[Any, list[str]]:
@@ -77,7 +86,8 @@ def jwt_verify(token: str) -> TokenSubject:
             options={"require": ["sub", "exp"]},
             leeway=settings.HUB_JWT_LEEWAY_S,
         )
-        return TokenSubject(user_id=uuid.UUID(str(claims["sub"])), expires_at=float(claims["exp"]))
+        valid_until = float(claims["exp"]) + settings.HUB_JWT_LEEWAY_S
+        return TokenSubject(user_id=uuid.UUID(str(claims["sub"])), valid_until=valid_until)
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("Token expired.") from exc
     # PyJWTError is the base of everything PyJWT raises about a token (InvalidKeyError included).
@@ -120,17 +130,23 @@ def _digest(ticket: str) -> str:
     return hashlib.sha256(ticket.encode()).hexdigest()
 
 
-def ws_ticket_issue(*, user: User) -> IssuedTicket:
-    """A fresh single-use ticket for a browser WebSocket; expired ones are swept on the way."""
+def ws_ticket_issue(*, user: User, valid_until: float | None = None) -> IssuedTicket:
+    """A fresh single-use ticket for a browser WebSocket; expired ones are swept on the way.
+
+    `valid_until` is when the credential the ticket was asked with lapses (a token's expiry, a
+    session's): the connection made with the ticket is closed then (ADR 0041). It travels inside
+    the ticket, which is stored only as a digest, so it cannot be altered."""
     now = timezone.now()
     WsTicket.objects.filter(expires_at__lte=now).delete()
-    ticket = secrets.token_urlsafe(32)
+    ticket = secrets.token_urlsafe(32)  # never holds a "."
+    if valid_until is not None:
+        ticket = f"{ticket}.{int(valid_until)}"
     expires_at = now + timedelta(seconds=settings.HUB_WS_TICKET_TTL_S)
     WsTicket.objects.create(digest=_digest(ticket), user=user, expires_at=expires_at)
     return IssuedTicket(ticket=ticket, expires_at=expires_at)
 
 
-def ws_ticket_redeem(*, ticket: str) -> User:
+def ws_ticket_redeem(*, ticket: str) -> Credential:
     """The ticket's user, consuming the ticket: the DELETE makes a second use (or a race) fail."""
     row = WsTicket.objects.filter(digest=_digest(ticket)).select_related("user").first()
     if row is None:
@@ -142,4 +158,5 @@ def ws_ticket_redeem(*, ticket: str) -> User:
         raise Unauthorized("Ticket expired.")
     if not row.user.is_active:
         raise Unauthorized("Unknown or inactive user.")
-    return row.user
+    _, dot, until = ticket.partition(".")
+    return Credential(user=row.user, valid_until=float(until) if dot else None)

@@ -94,7 +94,7 @@ def test_ticket_single_use() -> None:
     user = CustomerFactory()
     issued = ws_ticket_issue(user=user)
     assert issued.expires_at - timezone.now() <= timedelta(seconds=30)
-    assert ws_ticket_redeem(ticket=issued.ticket) == user
+    assert ws_ticket_redeem(ticket=issued.ticket).user == user
     with pytest.raises(Unauthorized):
         ws_ticket_redeem(ticket=issued.ticket)
 
@@ -183,7 +183,8 @@ def tokens_refused_in_public_key_mode(key: str, sub: object) -> list[tuple[str, 
 def test_public_key_mode_refuses_every_other_algorithm_with_401(settings, client: Client, key: str) -> None:  # type: ignore[no-untyped-def]
     settings.HUB_JWT_PUBLIC_KEY = public_key_pem(RSA_KEY if key == "rsa" else EC_KEY)
     user = CustomerFactory()
-    own = jwt.encode(claims(user.id), RSA_KEY if key == "rsa" else EC_KEY, algorithm="RS256" if key == "rsa" else "ES256")
+    private, algorithm = (RSA_KEY, "RS256") if key == "rsa" else (EC_KEY, "ES256")
+    own = jwt.encode(claims(user.id), private, algorithm=algorithm)
     assert user_from_jwt(own) == user
     assert client.post("/api/ws-tickets", HTTP_AUTHORIZATION=f"Bearer {own}").status_code == 201
     refused = tokens_refused_in_public_key_mode(key, user.id)

@@ -27,7 +27,7 @@ from consumers.connection import CLOSE_AFTER_ANSWER, Connection
 from consumers.idle import idle_sweeper
 from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES
 from consumers.router import local_router
-from hub import metrics, serialize
+from hub import jsonbody, metrics, serialize
 from hub.errors import BadRequest, HubError, RateLimited
 from hub.services.ratelimit import Arrival, FloodGuard
 
@@ -64,9 +64,9 @@ class BadFrame(BadRequest):
 def _envelope(text: str) -> tuple[str | None, str, dict[str, Any]]:
     """`(ref, type, data)` of a request frame, or `BadFrame`; checks each field's JSON type before any use."""
     try:
-        frame = orjson.loads(text)  # depth-limited (1,024) and strict: no NaN, no lone surrogates
-    except orjson.JSONDecodeError:
-        raise BadFrame("Frame is not valid JSON.") from None
+        frame = jsonbody.loads(text)  # strict (no NaN, no lone surrogates) and at most MAX_DEPTH deep
+    except jsonbody.InvalidJSON as exc:
+        raise BadFrame(f"Frame is {exc}.") from None
     if not isinstance(frame, dict):
         raise BadFrame("A frame is a JSON object.")
     ref = frame.get("ref")

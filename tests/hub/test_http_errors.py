@@ -57,9 +57,9 @@ def test_deeply_nested_json_is_400_in_every_body(client: Client, party: Any, dep
 
 def test_nesting_up_to_the_limit_is_parsed(client: Client, party: Any) -> None:
     _, headers, _, conversation = party
-    body = '{"seq": ' + nested(31, "list") + "}"
-    response = client.post(f"/api/conversations/{conversation.id}/read", body, content_type="application/json", **headers)
-    body = assert_error(response, 400, "bad_request")
+    payload = '{"seq": ' + nested(31, "list") + "}"
+    path = f"/api/conversations/{conversation.id}/read"
+    body = assert_error(client.post(path, payload, content_type="application/json", **headers), 400, "bad_request")
     assert body["message"] == "Invalid request." and "seq" in body["details"]  # the field's own error
 
 

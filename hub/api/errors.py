@@ -52,7 +52,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None:
         request = context.get("request")
         log.error("Internal Server Error: %s", getattr(request, "path", "?"), exc_info=exc)
-        return hub_error_response(HubError())
+        response = hub_error_response(HubError())
+        response._has_been_logged = True  # type: ignore[attr-defined]  # django.request: not again, without it
+        return response
     code = _DRF_CODES.get(response.status_code, "internal")
     if isinstance(exc, exceptions.ValidationError):
         body = {"code": code, "message": "Invalid request.", "details": response.data}

@@ -249,7 +249,8 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self._error(None, BadRequest("Binary frames are not supported; send JSON text."))
             return
         limit = settings.HUB_WS_MAX_FRAME_BYTES
-        if len(text_data) > limit or (len(text_data) * 4 > limit and len(text_data.encode()) > limit):
+        size = len(text_data)
+        if size > limit or (size * 4 > limit and len(text_data.encode(errors="surrogatepass")) > limit):
             await self.close_with(CLOSE_TOO_LARGE, "frame too large")
             return
         ref: str | None = None

@@ -44,8 +44,9 @@ async def test_a_client_that_keeps_sending_after_rate_limited_is_closed_4429() -
         started = time.monotonic()
         sent = 0
         while time.monotonic() - started < 6 and closed is None:
-            await client.send_frame(send_frame(conversation, f"f{sent}"))  # ~100 a second, never waiting
-            sent += 1
+            for _ in range(5):  # bursts, never waiting: hundreds a second
+                await client.send_frame(send_frame(conversation, f"f{sent}"))
+                sent += 1
             try:
                 while True:
                     frame = await client.recv_frame(0.01)
@@ -57,10 +58,12 @@ async def test_a_client_that_keeps_sending_after_rate_limited_is_closed_4429() -
                 closed = str(exc)
         took = time.monotonic() - started
     assert closed == "closed 4429"
-    assert took < 3, took  # 524 sends in 6 s were once never closed
+    assert took < 4, took  # 524 sends in 6 s were once never closed
     assert "rate_limited" in answers.values()
     stored = await sync_to_async(Message.objects.count)()
-    assert stored == list(answers.values()).count("ok")  # every stored send was answered before the close
+    # Every send answered `ok` is stored; sends still in flight at the close may be too (a resend of the
+    # same client_id would get them), nothing else is.
+    assert list(answers.values()).count("ok") <= stored <= sent - list(answers.values()).count("rate_limited")
 
 
 async def test_a_client_that_waits_retry_after_s_is_never_closed() -> None:
@@ -123,9 +126,10 @@ async def test_a_successful_send_after_flooding_does_not_forgive_it(settings: An
         closed: str | None = None
         n = 0
         codes: list[str] = []
-        while closed is None and n < 400:
-            await client.send_frame(send_frame(conversation, f"s{uuid.uuid4().hex[:8]}"))
-            n += 1
+        while closed is None and n < 2000:
+            for _ in range(5):
+                await client.send_frame(send_frame(conversation, f"s{uuid.uuid4().hex[:8]}"))
+                n += 1
             try:
                 while True:
                     frame = await client.recv_frame(0.02)

@@ -27,7 +27,8 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy .
+	@# mypy loads the settings (django-stubs): the development values need DEBUG on.
+	DJANGO_DEBUG=1 $(BIN)/mypy .
 
 bench: install
 	scripts/bench.sh $(ARGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
@@ -13,10 +14,29 @@ env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# Development values of the secrets, and .env.example's placeholders: with DEBUG off, the hub refuses
+# to start while any is in use (PROTOCOL §0), since anyone could mint tokens or sign events with them.
 DEV_SECRET = "dev-only-insecure-secret-change-me"
+DEV_JWT_SECRET = "dev-only-hub-jwt-secret-change-me-0123456789"
+DEV_EVENTS_SECRET = "whsec_ZGV2LW9ubHktaHViLWV2ZW50cy1zZWNyZXQ="
+NOT_SECRETS = {"", "change-me", "whsec_change-me", DEV_SECRET, DEV_JWT_SECRET, DEV_EVENTS_SECRET}
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET)
+
+
+def _secret(variable: str, dev_value: str) -> str:
+    """A secret from the environment; its development value only with DEBUG on (ImproperlyConfigured otherwise)."""
+    value = env.str(variable, default="")
+    if value.strip() not in NOT_SECRETS:
+        return value
+    if DEBUG:
+        return dev_value
+    raise ImproperlyConfigured(
+        f"{variable} is unset or a development value, and DJANGO_DEBUG is off: set it to a real secret."
+    )
+
+
+SECRET_KEY = _secret("DJANGO_SECRET_KEY", DEV_SECRET)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 PORT = env.int("PORT", default=8000)
 HUB_PUBLIC_URL = env.str("HUB_PUBLIC_URL", default=f"http://127.0.0.1:{PORT}")
@@ -178,11 +198,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
 
 # Identity (PROTOCOL §1)
-HUB_JWT_SECRET = env.str("HUB_JWT_SECRET", default="dev-only-hub-jwt-secret-change-me-0123456789")
 HUB_JWT_PUBLIC_KEY = env.str("HUB_JWT_PUBLIC_KEY", default="")
+# With a public key, tokens are verified with it alone; the secret still signs dev and demo tokens.
+HUB_JWT_SECRET = env.str("HUB_JWT_SECRET", default=DEV_JWT_SECRET) if HUB_JWT_PUBLIC_KEY else _secret(
+    "HUB_JWT_SECRET", DEV_JWT_SECRET
+)
 HUB_JWT_LEEWAY_S = env.int("HUB_JWT_LEEWAY_S", default=30)
 HUB_WS_TICKET_TTL_S = env.int("HUB_WS_TICKET_TTL_S", default=30)
-HUB_EVENTS_SECRET = env.str("HUB_EVENTS_SECRET", default="whsec_ZGV2LW9ubHktaHViLWV2ZW50cy1zZWNyZXQ=")
+HUB_EVENTS_SECRET = _secret("HUB_EVENTS_SECRET", DEV_EVENTS_SECRET)
 
 # WebSocket (PROTOCOL §2)
 HUB_WS_MAX_FRAME_BYTES = env.int("HUB_WS_MAX_FRAME_BYTES", default=64 * 1024)
@@ -238,7 +261,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "hub.api.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -263,5 +286,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+    # The server's access log has a line for every request: django.request's own line for each 4xx/5xx
+    # repeated it. It keeps its errors (an exception's traceback, once; ADR 0043).
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},
+    },
 }

@@ -5,10 +5,8 @@ client sees the protocol's close code rather than a bare HTTP 403."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import uuid
-import weakref
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,9 +15,10 @@ from channels.db import database_sync_to_async
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 
+from hub.coalesce import loop_coalescer
 from hub.errors import Unauthorized
 from hub.models import User
-from hub.services.identity import active_users, jwt_subject, ws_ticket_redeem
+from hub.services.identity import Credential, active_users, jwt_verify, ws_ticket_redeem
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_ORIGIN = 4403
@@ -53,93 +52,68 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-class UserLoader:
-    """Coalesces the user look-ups of concurrent handshakes into one query (ADR 0030).
-
-    Every database call from async code is a round trip through channels' single sync thread;
-    during a reconnect storm, one per handshake queued them by the thousand behind each other.
-    Look-ups that arrive while a batch is in the database wait for the next batch, so a lone
-    connect still costs one query and a storm costs one query per batch."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[uuid.UUID, list[asyncio.Future[User]]] = {}
-        self._draining = False
-
-    async def load(self, user_id: uuid.UUID) -> User:
-        """The active user with this id; `Unauthorized` when there is none."""
-        future: asyncio.Future[User] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(user_id, []).append(future)
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, {}
-                try:
-                    users = await database_sync_to_async(active_users)(list(batch))
-                except Exception as exc:  # the database failed: every waiter of this batch learns it
-                    for futures in batch.values():
-                        for future in futures:
-                            if not future.done():
-                                future.set_exception(exc)
-                    continue
-                for user_id, futures in batch.items():
-                    user = users.get(user_id)
-                    for n, future in enumerate(futures):
-                        if future.done():
-                            continue  # its handshake was cancelled meanwhile
-                        if user is None:
-                            future.set_exception(Unauthorized("Unknown or inactive user."))
-                        else:  # each connection gets its own instance, as a query of its own would
-                            future.set_result(user if n == 0 else copy.copy(user))
-        finally:
-            self._draining = False
+async def _active_users_batch(user_ids: list[uuid.UUID]) -> list[User | None]:
+    """One query for the user look-ups of every handshake that arrived while the last batch ran (ADR 0030)."""
+    users = await database_sync_to_async(active_users)(user_ids)
+    seen: set[uuid.UUID] = set()
+    out: list[User | None] = []
+    for user_id in user_ids:
+        user = users.get(user_id)
+        if user is not None and user_id in seen:  # each connection its own instance, as its own query gave
+            user = copy.copy(user)
+        seen.add(user_id)
+        out.append(user)
+    return out
 
 
-_loaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UserLoader] = weakref.WeakKeyDictionary()
+async def user_load(user_id: uuid.UUID) -> User:
+    """The active user with this id, looked up in a batch with concurrent handshakes; `Unauthorized` if none.
+
+    Every database call from async code is a round trip through channels' single sync thread; during a
+    reconnect storm, one per handshake queued them by the thousand behind each other. A lone connect
+    still costs one query, a storm one query per batch."""
+    user = await loop_coalescer("auth.users", _active_users_batch)(user_id)
+    if user is None:
+        raise Unauthorized("Unknown or inactive user.")
+    return user
 
 
-def user_loader() -> UserLoader:
-    """This event loop's loader (daphne has one loop; tests make one per test)."""
-    loop = asyncio.get_running_loop()
-    if (loader := _loaders.get(loop)) is None:
-        loader = _loaders[loop] = UserLoader()
-    return loader
-
-
-async def _user_from_token(token: str) -> User:
+async def _credential_from_token(token: str) -> Credential:
     # The signature check is CPU only and stays on the loop; the user row comes in a batch.
-    return await user_loader().load(jwt_subject(token))
+    subject = jwt_verify(token)
+    return Credential(user=await user_load(subject.user_id), valid_until=subject.valid_until)
 
 
 @database_sync_to_async
-def _user_from_ticket(ticket: str) -> User:
+def _credential_from_ticket(ticket: str) -> Credential:
     return ws_ticket_redeem(ticket=ticket)
 
 
-async def authenticate(scope: dict[str, Any]) -> User:
+@database_sync_to_async
+def _session_lapses(scope: dict[str, Any]) -> float:
+    return float(scope["session"].get_expiry_date().timestamp())
+
+
+async def authenticate(scope: dict[str, Any]) -> Credential:
     """Bearer header, then `?ticket=`, then the session cookie; `Unauthorized` if none holds."""
     authorization = _header(scope, b"authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Malformed Authorization header.")
-        return await _user_from_token(token.strip())
+        return await _credential_from_token(token.strip())
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if "ticket" in query:
-        return await _user_from_ticket(query["ticket"][0])
+        return await _credential_from_ticket(query["ticket"][0])
     if scope.get("session") is not None:
         user = await get_user(scope)
         if user.is_authenticated and user.is_active:
-            return user  # type: ignore[return-value]
+            return Credential(user=user, valid_until=await _session_lapses(scope))  # type: ignore[arg-type]
     raise Unauthorized("No credentials.")
 
 
 class HandshakeMiddleware:
-    """Sets scope["hub_close"] (4403/4401) or scope["user"] for the consumer."""
+    """Sets scope["hub_close"] (4403/4401), or scope["user"] and scope["hub_valid_until"] for the consumer."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -150,7 +124,8 @@ class HandshakeMiddleware:
             scope["hub_close"] = (CLOSE_ORIGIN, "origin not allowed")
         else:
             try:
-                scope["user"] = await authenticate(scope)
+                credential = await authenticate(scope)
+                scope["user"], scope["hub_valid_until"] = credential.user, credential.valid_until
             except Unauthorized as exc:
                 scope["hub_close"] = (CLOSE_UNAUTHORIZED, exc.message)
         return await self.inner(scope, receive, send)

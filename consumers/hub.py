@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable
 from typing import Any
@@ -23,12 +22,14 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from consumers import handlers  # noqa: F401  (registers every request type)
+from consumers.auth import CLOSE_UNAUTHORIZED
 from consumers.connection import CLOSE_AFTER_ANSWER, Connection
 from consumers.idle import idle_sweeper
 from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES
 from consumers.router import local_router
-from hub import metrics, serialize
-from hub.errors import BadRequest, HubError
+from hub import jsonbody, metrics, serialize
+from hub.errors import BadRequest, HubError, RateLimited
+from hub.services.ratelimit import Arrival, FloodGuard
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ SEND_AFTER_CLOSE: tuple[type[BaseException], ...] = (Disconnected, OSError)
 
 CLOSE_TOO_LARGE = 1009
 CLOSE_IDLE = 4408
+CLOSE_FLOODING = 4429
 
 
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
@@ -49,6 +51,35 @@ def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 async def _raising(exc: Exception) -> dict[str, Any]:
     raise exc
+
+
+class BadFrame(BadRequest):
+    """A frame that is not a well-formed request; `ref` is the request's, once it is known to be one."""
+
+    def __init__(self, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
+def _envelope(text: str) -> tuple[str | None, str, dict[str, Any]]:
+    """`(ref, type, data)` of a request frame, or `BadFrame`; checks each field's JSON type before any use."""
+    try:
+        frame = jsonbody.loads(text)  # strict (no NaN, no lone surrogates) and at most MAX_DEPTH deep
+    except jsonbody.InvalidJSON as exc:
+        raise BadFrame(f"Frame is {exc}.") from None
+    if not isinstance(frame, dict):
+        raise BadFrame("A frame is a JSON object.")
+    ref = frame.get("ref")
+    if ref is not None and (not isinstance(ref, str) or "\x00" in ref):
+        raise BadFrame("`ref` must be a string without U+0000.")
+    frame_type, data = frame.get("type"), frame.get("data", {})
+    if not isinstance(frame_type, str):
+        raise BadFrame("`type` must be a string.", ref)
+    if "\x00" in frame_type:
+        raise BadFrame("`type` must not contain U+0000.", ref)
+    if not isinstance(data, dict):
+        raise BadFrame("`data` must be an object.", ref)
+    return ref, frame_type, data
 
 
 class HubConsumer(AsyncWebsocketConsumer):
@@ -64,6 +95,7 @@ class HubConsumer(AsyncWebsocketConsumer):
     _deferred: list[str] | None = None
     # Pipelined requests (message.send) still being answered.
     _inflight: set[asyncio.Task[None]]
+    flood: FloodGuard
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' consumer loop without its per-connection channel: no channel-layer SUBSCRIBE,
@@ -71,6 +103,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.base_send = send
         self._inflight = set()
+        self.flood = FloodGuard()
         try:
             while True:
                 await self.dispatch(await receive())
@@ -78,7 +111,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             pass
         finally:
             if self.conn is not None:  # cancelled or crashed before its disconnect ran
-                self._unroute(self.conn)
+                await self.disconnect(1011)
 
     async def connect(self) -> None:
         await self.accept()
@@ -92,10 +125,13 @@ class HubConsumer(AsyncWebsocketConsumer):
         router = local_router()
         self.channel_name = router.channel_name(connection_id)
         self.conn = Connection(user=user, connection_id=connection_id, channel_name=self.channel_name, consumer=self)
-        idle_sweeper().touch(self)
-        await router.add(user.id, connection_id, self)
-        metrics.WS_CONNECTIONS_OPEN.inc()
+        metrics.WS_CONNECTIONS_OPEN.inc()  # from here on, `disconnect` undoes it however the connection ends
         metrics.WS_CONNECTIONS_TOTAL.inc()
+        sweeper = idle_sweeper()
+        sweeper.touch(self)
+        if (valid_until := self.scope.get("hub_valid_until")) is not None:
+            sweeper.lapses_at(self, valid_until)
+        await router.add(user.id, connection_id, self)
         await self.send_frame(
             {
                 "type": "hello",
@@ -110,7 +146,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         for hook in CONNECT_HOOKS:
             try:
                 await hook(self.conn)
-            except Exception:  # e.g. presence while Redis is away: the connection still works (ADR 0050)
+            except Exception:  # one feature's failure must not cost the connection the others (e.g. presence while Redis is away, ADR 0050)
                 log.exception("connect hook %s failed", getattr(hook, "__name__", hook))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -167,6 +203,11 @@ class HubConsumer(AsyncWebsocketConsumer):
         if self.conn is not None:
             await self.close_with(CLOSE_IDLE, "idle")
 
+    async def close_expired(self) -> None:
+        """The credential this connection authenticated with lapsed (its token's `exp`): 4401."""
+        if self.conn is not None:
+            await self.close_with(CLOSE_UNAUTHORIZED, "token expired")
+
     async def send_frame(self, frame: dict[str, Any]) -> None:
         metrics.labelled(metrics.WS_FRAMES_OUT, frame["type"]).inc()
         await self._send_text(orjson.dumps(frame).decode())
@@ -201,45 +242,42 @@ class HubConsumer(AsyncWebsocketConsumer):
         await self._send_text(text)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """One client frame: exactly one reply or error, whatever it holds; the connection stays open."""
         if self.conn is None:
             return
-        self._last_rx = time.monotonic()
         if text_data is None:
             await self._error(None, BadRequest("Binary frames are not supported; send JSON text."))
             return
         limit = settings.HUB_WS_MAX_FRAME_BYTES
-        if len(text_data) > limit or (len(text_data) * 4 > limit and len(text_data.encode()) > limit):
+        size = len(text_data)
+        if size > limit or (size * 4 > limit and len(text_data.encode(errors="surrogatepass")) > limit):
             await self.close_with(CLOSE_TOO_LARGE, "frame too large")
             return
+        ref: str | None = None
         try:
-            frame = orjson.loads(text_data)
-        except orjson.JSONDecodeError:
-            await self._error(None, BadRequest("Frame is not valid JSON."))
-            return
-        if not isinstance(frame, dict):
-            await self._error(None, BadRequest("A frame is a JSON object."))
-            return
-        ref = frame.get("ref")
-        if ref is not None and not isinstance(ref, str):
-            await self._error(None, BadRequest("`ref` must be a string."))
-            return
-        frame_type, data = frame.get("type"), frame.get("data", {})
-        metrics.labelled(metrics.WS_FRAMES_IN, frame_type if frame_type in ROUTES else "unknown").inc()
-        if not isinstance(frame_type, str):
-            await self._error(ref, BadRequest("`type` must be a string."))
-            return
-        if not isinstance(data, dict):
-            await self._error(ref, BadRequest("`data` must be an object."))
-            return
+            ref, frame_type, data = _envelope(text_data)
+            await self._request(ref, frame_type, data)
+        except BadFrame as exc:
+            metrics.labelled(metrics.WS_FRAMES_IN, "unknown").inc()
+            await self._error(exc.ref, exc)
+        except HubError as exc:
+            await self._error(ref, exc)
+        except Exception:  # a bug: the client learns `internal`, the connection and its hooks live on
+            log.exception("handling a frame failed")
+            await self._error(ref, HubError())
+
+    async def _request(self, ref: str | None, frame_type: str, data: dict[str, Any]) -> None:
+        """A well-formed request: validate its data, call its handler, answer it."""
+        assert self.conn is not None
         route = ROUTES.get(frame_type)
+        metrics.labelled(metrics.WS_FRAMES_IN, frame_type if route is not None else "unknown").inc()
         if route is None:
-            await self._error(ref, BadRequest(f"Unknown request type {frame_type!r}."))
-            return
+            raise BadRequest(f"Unknown request type {frame_type[:100]!r}.")
+        arrival = self.flood.arrived(frame_type)
         try:
             payload = route.schema.model_validate(data)
         except ValidationError as exc:
-            await self._error(ref, BadRequest("Invalid data.", errors=_validation_details(exc)))
-            return
+            raise BadRequest("Invalid data.", errors=_validation_details(exc)) from exc
         if route.pipelined:
             # Called now, in frame order: the handler takes its place in line (e.g. queues the send)
             # before returning what to await; answered when done, so a client flushing an outbox
@@ -248,18 +286,26 @@ class HubConsumer(AsyncWebsocketConsumer):
                 pending = route.func(self.conn, payload)
             except Exception as exc:  # refused at once (e.g. `busy`): answered like any other error
                 pending = _raising(exc)
-            task = asyncio.get_running_loop().create_task(self._answer(route.frame_type, ref, pending))
+            task = asyncio.get_running_loop().create_task(self._answer(route.frame_type, ref, pending, arrival))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
             return
         if self._inflight:  # any other request sees this connection's earlier sends done
             await asyncio.gather(*self._inflight, return_exceptions=True)
-        await self._answer(route.frame_type, ref, route.func(self.conn, payload))
+        await self._answer(route.frame_type, ref, route.func(self.conn, payload), arrival)
 
-    async def _answer(self, frame_type: str, ref: str | None, pending: Awaitable[dict[str, Any] | None]) -> None:
+    async def _answer(
+        self, frame_type: str, ref: str | None, pending: Awaitable[dict[str, Any] | None], arrival: Arrival
+    ) -> None:
         """Await the handler's result; exactly one reply or error with the request's `ref`."""
         try:
             reply = await pending
+        except RateLimited as exc:
+            if self.flood.refused(arrival, exc.retry_after_s) and self.conn is not None:
+                self.conn.close_after_answer(CLOSE_FLOODING, "flooding")
+            await self._error(ref, exc)
+            await self._close_if_asked()
+            return
         except HubError as exc:
             await self._error(ref, exc)
             await self._close_if_asked()
@@ -268,6 +314,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             log.exception("handler %s failed", frame_type)
             await self._error(ref, HubError())
             return
+        self.flood.accepted(arrival)
         if self.conn is not None:
             await self.send_frame({"type": "reply", "ref": ref, "data": reply or {}})
             await self._close_if_asked()

@@ -6,7 +6,6 @@ each other; a connection's own frames are still handled one at a time, in order.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
@@ -17,17 +16,11 @@ from pydantic import Field
 
 from consumers.connection import Connection
 from consumers.registry import Payload, handles, on_connect, on_disconnect
-from hub.errors import RateLimited
 from hub.services import conversations as conv_services
 from hub.services import messages as msg_services
 from hub.services import presence as presence_services
 from hub.services.send_queue import message_send_submit
 from hub.validation import Text
-
-CLOSE_FLOODING = 4429
-STRIKES = "send_strikes"
-WAIT = "send_wait"  # (when, until when) the last rate_limited answer told the client to wait (monotonic)
-IN_FLIGHT_GRACE_S = 0.2
 
 T = TypeVar("T")
 
@@ -88,27 +81,12 @@ def message_send(conn: Connection, data: MessageSendIn) -> Awaitable[dict[str, A
     request = msg_services.SendRequest(
         conn.user, data.conversation_id, data.client_id, data.body, tuple(data.attachment_ids)
     )
-    return _sent(conn, message_send_submit(request), arrived=time.monotonic())
+    return _sent(conn, message_send_submit(request))
 
 
-async def _sent(conn: Connection, stored: Awaitable[msg_services.Sent], *, arrived: float) -> dict[str, Any]:
-    try:
-        sent = await stored
-    except RateLimited as exc:
-        # Flooding is sending again while told to wait: a send that arrives after a `rate_limited`
-        # answer (plus IN_FLIGHT_GRACE_S for frames already on their way, e.g. a pipelined outbox)
-        # and before its retry_after_s is a strike; past the allowance, close 4429.
-        told_at, wait_until = conn.state.get(WAIT, (0.0, 0.0))
-        if told_at + IN_FLIGHT_GRACE_S <= arrived < wait_until:
-            strikes = conn.state.get(STRIKES, 0) + 1
-            conn.state[STRIKES] = strikes
-            if strikes > settings.HUB_SEND_FLOOD_CLOSE_AFTER:
-                conn.close_after_answer(CLOSE_FLOODING, "flooding")
-        if arrived >= wait_until:  # a new wait: the refusals in flight count from this answer
-            now = time.monotonic()
-            conn.state[WAIT] = (now, now + exc.retry_after_s)
-        raise
-    conn.state[STRIKES] = 0
+async def _sent(conn: Connection, stored: Awaitable[msg_services.Sent]) -> dict[str, Any]:
+    # A `rate_limited` refusal goes up to the consumer, whose flood rule may close 4429 (ADR 0042).
+    sent = await stored
     return {"message": sent.data}
 
 

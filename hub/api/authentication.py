@@ -11,11 +11,13 @@ from rest_framework.request import Request
 
 from hub.errors import Unauthorized
 from hub.models import User
-from hub.services.identity import user_from_jwt
+from hub.services.identity import TokenSubject, active_user, jwt_verify
 
 
 class BearerJWTAuthentication(BaseAuthentication):
-    def authenticate(self, request: Request) -> tuple[User, str] | None:
+    """`request.auth` is the token's TokenSubject (its expiry travels into WebSocket tickets)."""
+
+    def authenticate(self, request: Request) -> tuple[User, TokenSubject] | None:
         header = get_authorization_header(request).decode("latin-1")
         if not header:
             return None
@@ -25,7 +27,8 @@ class BearerJWTAuthentication(BaseAuthentication):
         if not token.strip():
             raise exceptions.AuthenticationFailed("Empty bearer token.")
         try:
-            return user_from_jwt(token.strip()), token
+            subject = jwt_verify(token.strip())
+            return active_user(subject.user_id), subject
         except Unauthorized as exc:
             raise exceptions.AuthenticationFailed(exc.message) from exc
 

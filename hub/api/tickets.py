@@ -9,7 +9,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hub.serialize import iso
-from hub.services.identity import ws_ticket_issue
+from hub.services.identity import TokenSubject, ws_ticket_issue
+
+
+def _credential_lapses(request: Request) -> float:
+    """When what this request authenticated with lapses: the bearer token's expiry, or the session's."""
+    if isinstance(request.auth, TokenSubject):
+        return request.auth.valid_until
+    return request.session.get_expiry_date().timestamp()
 
 
 class WsTicketView(APIView):
@@ -23,5 +30,5 @@ class WsTicketView(APIView):
         summary="Issue a single-use WebSocket ticket (valid 30 s)",
     )
     def post(self, request: Request) -> Response:
-        issued = ws_ticket_issue(user=request.user)  # type: ignore[arg-type]
+        issued = ws_ticket_issue(user=request.user, valid_until=_credential_lapses(request))  # type: ignore[arg-type]
         return Response({"ticket": issued.ticket, "expires_at": iso(issued.expires_at)}, status=201)

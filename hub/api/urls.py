@@ -22,6 +22,6 @@ urlpatterns = [
     path("attachments/<uuid:attachment_id>", conv.AttachmentDetailView.as_view(), name="attachment"),
     path("blocks", conv.BlocksView.as_view(), name="blocks"),
     path("blocks/<uuid:user_id>", conv.BlockDetailView.as_view(), name="block"),
-    path("bookings/<str:booking_id>", BookingView.as_view(), name="booking"),
-    path("bookings/<str:booking_id>/status", BookingStatusView.as_view(), name="booking-status"),
+    path("bookings/<uuid:booking_id>", BookingView.as_view(), name="booking"),
+    path("bookings/<uuid:booking_id>/status", BookingStatusView.as_view(), name="booking-status"),
 ]

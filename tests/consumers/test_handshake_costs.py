@@ -49,9 +49,8 @@ async def test_concurrent_handshakes_share_one_user_query(lookups: list[list[uui
     users = [await sync_to_async(CustomerFactory)() for _ in range(20)]
     inactive = await sync_to_async(CustomerFactory)(is_active=False)
     unknown = uuid.uuid4()
-    loader = auth.UserLoader()
     ids = [u.id for u in users] + [users[0].id, inactive.id, unknown]
-    results = await asyncio.gather(*(loader.load(i) for i in ids), return_exceptions=True)
+    results = await asyncio.gather(*(auth.user_load(i) for i in ids), return_exceptions=True)
 
     assert len(lookups) == 1 and set(lookups[0]) == set(ids)
     assert [r.id for r in results[:21]] == [u.id for u in users] + [users[0].id]  # type: ignore[union-attr]
@@ -71,12 +70,11 @@ async def test_a_database_failure_reaches_every_waiting_handshake(monkeypatch: p
         raise RuntimeError("database down")
 
     monkeypatch.setattr(auth, "active_users", failing)
-    loader = auth.UserLoader()
-    results = await asyncio.gather(*(loader.load(uuid.uuid4()) for _ in range(3)), return_exceptions=True)
+    results = await asyncio.gather(*(auth.user_load(uuid.uuid4()) for _ in range(3)), return_exceptions=True)
     assert [str(r) for r in results] == ["database down"] * 3
     monkeypatch.undo()
     user = await sync_to_async(CustomerFactory)()
-    assert (await loader.load(user.id)).id == user.id  # the loader recovers
+    assert (await auth.user_load(user.id)).id == user.id  # the next batch runs as usual
 
 
 async def test_events_are_delivered_without_a_round_trip_through_the_sync_thread(

@@ -94,7 +94,7 @@ def test_ticket_single_use() -> None:
     user = CustomerFactory()
     issued = ws_ticket_issue(user=user)
     assert issued.expires_at - timezone.now() <= timedelta(seconds=30)
-    assert ws_ticket_redeem(ticket=issued.ticket) == user
+    assert ws_ticket_redeem(ticket=issued.ticket).user == user
     with pytest.raises(Unauthorized):
         ws_ticket_redeem(ticket=issued.ticket)
 
@@ -129,3 +129,69 @@ def test_http_session_cookie(client: Client) -> None:
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(user)
     assert strict.post("/api/ws-tickets").status_code == 403
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def with_header(header: dict[str, object], payload: dict[str, object]) -> str:
+    """A token with any header at all (PyJWT will not make most of these), signature bytes made up."""
+    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}.{_b64(b'not-a-signature')}"
+
+
+def public_key_pem(private: object) -> str:
+    return private.public_key().public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+RSA_KEY = rsa.generate_private_key(65537, 2048)
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+OTHER_EC_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def other_algorithm_tokens(sub: object) -> dict[str, str]:
+    """Tokens whose header names an algorithm other than the configured key's (PROTOCOL §1: all refused)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    payload = claims(sub)
+    return {
+        "HS256": hs256(payload),
+        "HS256-keyed-with-the-pem": "",  # filled in per key below
+        "RS256": jwt.encode(payload, RSA_KEY, algorithm="RS256"),
+        "ES256": jwt.encode(payload, EC_KEY, algorithm="ES256"),
+        "ES256-other-key": jwt.encode(payload, OTHER_EC_KEY, algorithm="ES256"),
+        "PS256": jwt.encode(payload, RSA_KEY, algorithm="PS256"),
+        "EdDSA": jwt.encode(payload, ed25519.Ed25519PrivateKey.generate(), algorithm="EdDSA"),
+        "ES512-header": with_header({"alg": "ES512", "typ": "JWT"}, payload),
+        "garbage-alg": with_header({"alg": "xyz\u0000", "typ": "JWT"}, payload),
+        "list-alg": with_header({"alg": ["RS256"], "typ": "JWT"}, payload),
+        "none": with_header({"alg": "none", "typ": "JWT"}, payload),
+        "no-alg": with_header({"typ": "JWT"}, payload),
+    }
+
+
+def tokens_refused_in_public_key_mode(key: str, sub: object) -> list[tuple[str, str]]:
+    tokens = other_algorithm_tokens(sub)
+    tokens["HS256-keyed-with-the-pem"] = hand_signed_hs256(claims(sub), settings.HUB_JWT_PUBLIC_KEY)
+    own = "RS256" if key == "rsa" else "ES256"
+    return [(name, token) for name, token in tokens.items() if name != own]
+
+
+@pytest.mark.parametrize("key", ["rsa", "ec"])
+def test_public_key_mode_refuses_every_other_algorithm_with_401(settings, client: Client, key: str) -> None:  # type: ignore[no-untyped-def]
+    settings.HUB_JWT_PUBLIC_KEY = public_key_pem(RSA_KEY if key == "rsa" else EC_KEY)
+    user = CustomerFactory()
+    private, algorithm = (RSA_KEY, "RS256") if key == "rsa" else (EC_KEY, "ES256")
+    own = jwt.encode(claims(user.id), private, algorithm=algorithm)
+    assert user_from_jwt(own) == user
+    assert client.post("/api/ws-tickets", HTTP_AUTHORIZATION=f"Bearer {own}").status_code == 201
+    refused = tokens_refused_in_public_key_mode(key, user.id)
+    assert len(refused) == 11
+    for name, token in refused:
+        with pytest.raises(Unauthorized, match="Invalid token"):
+            user_from_jwt(token)
+        response = client.post("/api/ws-tickets", HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert response.status_code == 401, (name, response.content)
+        assert response.json() == {"code": "unauthorized", "message": "Invalid token."}, name

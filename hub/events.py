@@ -125,6 +125,8 @@ class Empty(Schema):
 class Event(Schema):
     """An event frame: `{"type": …, "data": …}`, no `ref`. Subclasses narrow both."""
 
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)  # both always sent
+
     type: str
     data: Schema
 
@@ -322,7 +324,7 @@ class ErrorData(BaseModel):
 class ErrorFrame(Schema):
     """The answer to a request that failed, or to a frame that was not a request (then without `ref`)."""
 
-    type: Literal["error"] = "error"
+    type: Literal["error"]
     ref: str | None = None
     data: ErrorData
 

@@ -40,7 +40,7 @@ def capture_published() -> Iterator[list[Sent]]:
     async def many(items: Iterable[tuple[str, dict[str, Any], Iterable[Any]]]) -> None:
         sent.extend(_sent(frame_type, data, to) for frame_type, data, to in items)
 
-    async def one(frame_type: str, data: dict[str, Any], *, to: Iterable[Any], exclude_channel: str | None = None) -> None:
+    async def one(frame_type: str, data: dict[str, Any], *, to: Iterable[Any], exclude_channel: Any = None) -> None:
         sent.append(_sent(frame_type, data, to))
 
     with ExitStack() as stack:

@@ -439,7 +439,7 @@ def _checked(event: Event | Trusted) -> tuple[str, dict[str, Any]]:
     frame_type = _TYPE_OF.get(model)
     if frame_type is None:
         raise TypeError(f"{model.__name__} is not an event of the catalogue (hub.events.EVENTS)")
-    if getattr(settings, "HUB_EVENTS_VALIDATE", False):
+    if settings.HUB_EVENTS_VALIDATE:
         frame = {"type": frame_type, "data": data}
         again = model.model_validate_json(orjson.dumps(frame)).frame()
         if again != frame:

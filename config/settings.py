@@ -228,6 +228,8 @@ HUB_SEND_MAX_LAG_MS = env.int("HUB_SEND_MAX_LAG_MS", default=100)
 HUB_TYPING_EXPIRES_S = env.int("HUB_TYPING_EXPIRES_S", default=8)
 # A connection's presence entry in Redis lives this long unless its process refreshes it.
 HUB_PRESENCE_TTL_S = env.int("HUB_PRESENCE_TTL_S", default=60)
+# Round-trip every published event through JSON and validate it at the call (the tests turn it on).
+HUB_EVENTS_VALIDATE = env.bool("HUB_EVENTS_VALIDATE", default=False)
 
 # Live booking status (PROTOCOL §2.2): at most one live-location fix per booking per interval.
 HUB_BOOKING_LOCATION_INTERVAL_MS = env.int("HUB_BOOKING_LOCATION_INTERVAL_MS", default=1000)

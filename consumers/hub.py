@@ -146,7 +146,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         for hook in CONNECT_HOOKS:
             try:
                 await hook(self.conn)
-            except Exception:  # one feature's failure must not cost the connection the others (e.g. presence while Redis is away, ADR 0050)
+            except Exception:  # one feature failing (e.g. presence while Redis is away) must not cost the others
                 log.exception("connect hook %s failed", getattr(hook, "__name__", hook))
 
     async def dispatch(self, message: dict[str, Any]) -> None:

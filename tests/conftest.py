@@ -41,6 +41,12 @@ def _clean_redis() -> Iterator[None]:
     message_commit.close_connections()  # the group commit's per-loop connection ends with the test's loop
 
 
+@pytest.fixture(autouse=True)
+def _validate_events(settings: Any) -> None:
+    """Every published event is round-tripped through JSON and validated at the call (hub.events)."""
+    settings.HUB_EVENTS_VALIDATE = True
+
+
 def token_for(user: User, ttl_s: int = 600) -> str:
     return jwt_mint(user=user, ttl_s=ttl_s)
 

@@ -3,10 +3,12 @@
 from django.urls import path
 
 from hub.api import conversations as conv
+from hub.api.asyncapi import AsyncAPIView
 from hub.api.bookings import BookingStatusView, BookingView
 from hub.api.tickets import WsTicketView
 
 urlpatterns = [
+    path("asyncapi.json", AsyncAPIView.as_view(), name="asyncapi"),
     path("ws-tickets", WsTicketView.as_view(), name="ws-tickets"),
     path("conversations", conv.ConversationsView.as_view(), name="conversations"),
     path("conversations/<uuid:conversation_id>", conv.ConversationDetailView.as_view(), name="conversation"),

@@ -15,14 +15,14 @@ import logging
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from hub import realtime, serialize
+from hub import events, serialize
 from hub.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from hub.models import Booking, BookingStatus, User
 from hub.redis_clients import sync_redis
@@ -184,15 +184,16 @@ def booking_set_status(
                 "reason": reason,
             },
         )
-        realtime.emit(
-            "booking.status_changed",
-            {
-                "booking": serialize.booking(booking, conversation_id=conversation.id),
-                "previous_status": previous,
-                "changed_by": changed_by,
-                "reason": reason,
-                "at": serialize.iso(booking.updated_at),
-            },
+        events.publish(
+            events.BookingStatusChanged(
+                data=events.BookingStatusChangedData(
+                    booking=events.Booking.model_validate(serialize.booking(booking, conversation_id=conversation.id)),
+                    previous_status=cast(events.BookingStatusName, previous),  # a status column; checked by the model
+                    changed_by=actor.id if actor is not None else None,
+                    reason=reason,
+                    at=booking.updated_at,
+                )
+            ),
             to=[booking.customer_id, booking.provider_id],
         )
     log.info("booking %s: %s -> %s by %s via %s", booking.id, previous, status, changed_by or "system", source)
@@ -272,5 +273,10 @@ def booking_location_update(
     )
     if not stored:
         raise Conflict("The booking is no longer en route.")
-    realtime.emit("booking.location", {"booking_id": str(booking.id), **fix}, to=[booking.customer_id])
+    events.publish(
+        events.BookingLocation(
+            data=events.BookingLocationData(booking_id=booking.id, lat=lat, lng=lng, accuracy_m=accuracy_m, at=now)
+        ),
+        to=[booking.customer_id],
+    )
     return LocationOutcome(throttled=False)

@@ -11,7 +11,7 @@ import base64
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from hub import realtime
+from hub import events
 from hub.errors import BadRequest, HubError, NotFound, PermissionDenied
 from hub.models import (
     Block,
@@ -31,7 +31,6 @@ from hub.models import (
     Role,
     User,
 )
-from hub.serialize import iso
 
 
 def conversation_for_booking(*, booking: Booking) -> Conversation:
@@ -422,22 +421,12 @@ def _advance(*, user: User, conversation_id: uuid.UUID, seq: int, read: bool) ->
     return membership, read_moved, delivered_moved
 
 
-def _receipt(kind: str, *, user: User, conversation_id: uuid.UUID, seq: int) -> None:
+def _receipt(
+    kind: type[events.ReceiptRead | events.ReceiptDelivered], *, user: User, conversation_id: uuid.UUID, seq: int
+) -> None:
     audience = conversation_audience(conversation_id=conversation_id, actor_id=user.id)
-    realtime.emit(
-        kind,
-        {
-            "conversation_id": str(conversation_id),
-            "user_id": str(user.id),
-            "seq": seq,
-            "at": _iso_now(),
-        },
-        to=audience.recipients(actor_id=user.id),
-    )
-
-
-def _iso_now() -> str | None:
-    return iso(timezone.now())
+    receipt = events.Receipt(conversation_id=conversation_id, user_id=user.id, seq=seq, at=timezone.now())
+    events.publish(kind(data=receipt), to=audience.recipients(actor_id=user.id))
 
 
 def conversation_read(*, user: User, conversation_id: uuid.UUID, seq: int) -> ReceiptResult:
@@ -445,7 +434,7 @@ def conversation_read(*, user: User, conversation_id: uuid.UUID, seq: int) -> Re
     membership, read_moved, _ = _advance(user=user, conversation_id=conversation_id, seq=seq, read=True)
     if read_moved:
         # One event: a read receipt also tells clients the messages were delivered (ADR 0010).
-        _receipt("receipt.read", user=user, conversation_id=conversation_id, seq=membership.read_seq)
+        _receipt(events.ReceiptRead, user=user, conversation_id=conversation_id, seq=membership.read_seq)
     return ReceiptResult(
         read_seq=membership.read_seq,
         delivered_seq=membership.delivered_seq,
@@ -457,28 +446,27 @@ def conversation_delivered(*, user: User, conversation_id: uuid.UUID, seq: int) 
     """Delivered up to and including `seq` (clamped); never backwards."""
     membership, _, moved = _advance(user=user, conversation_id=conversation_id, seq=seq, read=False)
     if moved:
-        _receipt("receipt.delivered", user=user, conversation_id=conversation_id, seq=membership.delivered_seq)
+        _receipt(events.ReceiptDelivered, user=user, conversation_id=conversation_id, seq=membership.delivered_seq)
     return ReceiptResult(read_seq=membership.read_seq, delivered_seq=membership.delivered_seq, unread_count=-1)
 
 
 # --- typing -------------------------------------------------------------------------------------
 
 
-def typing_notify(*, user: User, conversation_id: uuid.UUID, state: str, expires_in_s: int) -> None:
+def typing_notify(
+    *, user: User, conversation_id: uuid.UUID, state: Literal["start", "stop"], expires_in_s: int
+) -> None:
     """Tell the other members' devices; nothing is stored."""
     audience = access_audience(user=user, conversation_id=conversation_id)
     to = audience.recipients(actor_id=user.id, include_actor=False)
     if to:
-        realtime.emit(
-            "typing",
-            {
-                "conversation_id": str(conversation_id),
-                "user_id": str(user.id),
-                "state": state,
-                "expires_in_s": expires_in_s if state == "start" else 0,
-            },
-            to=to,
+        data = events.TypingData(
+            conversation_id=conversation_id,
+            user_id=user.id,
+            state=state,
+            expires_in_s=expires_in_s if state == "start" else 0,
         )
+        events.publish(events.Typing(data=data), to=to)
 
 
 # --- blocks -------------------------------------------------------------------------------------

@@ -15,14 +15,14 @@ import uuid
 import weakref
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from hub import realtime
+from hub import events
 from hub.coalesce import loop_coalescer
 from hub.errors import BadRequest
 from hub.models import User
@@ -38,6 +38,8 @@ SEEN = PREFIX + "seen:"
 EXPIRY = PREFIX + "expiry"
 SEEN_KEEP_S = 30 * 24 * 3600
 QUERY_MAX = 500
+
+Status = Literal["online", "offline"]
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
 
@@ -149,20 +151,20 @@ def _peers_and_store(user_ids: list[uuid.UUID], offline: dict[uuid.UUID, datetim
     return conversation_peers_many(user_ids=user_ids)
 
 
-async def _announce_batch(items: list[tuple[uuid.UUID, str, datetime]]) -> list[None]:
+async def _announce_batch(items: list[tuple[uuid.UUID, Status, datetime]]) -> list[None]:
     """Announce transitions of many users: one peers query for all, then their events, in call order."""
     offline = {user_id: at for user_id, status, at in items if status == "offline"}
     peers = await database_sync_to_async(_peers_and_store)(list(dict.fromkeys(u for u, _, _ in items)), offline)
     # One batch of PUBLISHes, in call order: one user's online and offline stay ordered.
-    await realtime.emit_many_async(
-        ("presence", {"user_id": str(user_id), "status": status, "last_seen_at": iso(at)}, peers[user_id])
+    await events.publish_async(
+        (events.Presence(data=events.PresenceData(user_id=user_id, status=status, last_seen_at=at)), peers[user_id])
         for user_id, status, at in items
         if peers.get(user_id)
     )
     return [None] * len(items)
 
 
-async def _announce(user_id: uuid.UUID, status: str, at: datetime) -> None:
+async def _announce(user_id: uuid.UUID, status: Status, at: datetime) -> None:
     """`presence` to every user sharing a conversation with `user_id` (blocks excluded); `offline` also
     stores `last_seen_at`. Concurrent announcements share one database round trip (ADR 0035)."""
     await loop_coalescer("presence.announce", _announce_batch)((user_id, status, at))

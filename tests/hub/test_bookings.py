@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from hub import realtime
+from hub import events
 from hub.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from hub.models import Booking, BookingStatus, Conversation, Message, Role, User
 from hub.services import bookings as bookings_service
 from hub.services.bookings import access_booking, booking_set_status
 from tests.factories import AdminFactory, BookingFactory, CustomerFactory, UserFactory
+from tests.published import capture_published
 
 pytestmark = pytest.mark.django_db
 
@@ -60,27 +61,16 @@ def actor_for(role: str, booking: Booking) -> User | None:
     return None
 
 
-@pytest.fixture
-def emitted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any], list[str]]]:
-    """Every realtime event the services emit (the call, before the on-commit send)."""
-    calls: list[tuple[str, dict[str, Any], list[str]]] = []
-
-    def record(frame_type: str, data: dict[str, Any], *, to: Any, exclude_channel: str | None = None) -> None:
-        calls.append((frame_type, data, sorted(str(u) for u in to)))
-
-    monkeypatch.setattr(realtime, "emit", record)
-    return calls
-
-
 @pytest.mark.parametrize(("frm", "to", "role"), list(itertools.product(STATUSES, STATUSES, ROLES)))
-def test_transition_table(frm: str, to: str, role: str, emitted: list[Any]) -> None:
+def test_transition_table(frm: str, to: str, role: str) -> None:
     booking = BookingFactory(status=frm, live_location={"lat": 1.0, "lng": 2.0, "accuracy_m": None, "at": "x"})
     actor = actor_for(role, booking)
     expected = expected_outcome(frm, to, role)
     errors = {"conflict": Conflict, "forbidden": PermissionDenied, "not_found": NotFound}
 
     if expected == "ok":
-        result = booking_set_status(actor=actor, booking_id=booking.id, status=to, reason="because")
+        with capture_published() as sent:
+            result = booking_set_status(actor=actor, booking_id=booking.id, status=to, reason="because")
         assert result.status == to
         booking.refresh_from_db()
         assert booking.status == to
@@ -95,34 +85,33 @@ def test_transition_table(frm: str, to: str, role: str, emitted: list[Any]) -> N
             "changed_by": str(actor.id) if actor else None,
             "reason": "because",
         }
-        changed = [e for e in emitted if e[0] == "booking.status_changed"]
-        assert len(changed) == 1
-        _, data, recipients = changed[0]
-        assert recipients == sorted([str(booking.customer_id), str(booking.provider_id)])
+        assert [e.type for e in sent] == ["message.created", "booking.status_changed"]
+        data, recipients = sent[1].data, sent[1].to
+        assert recipients == [str(booking.customer_id), str(booking.provider_id)]
         assert data["booking"]["status"] == to and data["previous_status"] == frm
         assert data["changed_by"] == (str(actor.id) if actor else None) and data["reason"] == "because"
     else:
-        with pytest.raises(errors[expected]):
+        with capture_published() as sent, pytest.raises(errors[expected]):
             booking_set_status(actor=actor, booking_id=booking.id, status=to)
         booking.refresh_from_db()
         assert booking.status == frm
         assert booking.live_location is not None
         assert not Message.objects.filter(conversation__booking=booking).exists()
-        assert emitted == []
+        assert sent == []
 
 
 def test_service_table_matches_protocol() -> None:
     assert {k: set(v) for k, v in bookings_service.TRANSITIONS.items()} == PROTOCOL_TABLE
 
 
-def test_status_changed_event_shape(emitted: list[Any]) -> None:
+def test_status_changed_event_shape() -> None:
     booking = BookingFactory(status="pending")
     provider = booking.provider.user
-    result = booking_set_status(actor=provider, booking_id=booking.id, status="confirmed")
+    with capture_published() as sent:
+        result = booking_set_status(actor=provider, booking_id=booking.id, status="confirmed")
     conversation = Conversation.objects.get(booking=booking)
-    (message_event,) = [e for e in emitted if e[0] == "message.created"]
-    (changed,) = [e for e in emitted if e[0] == "booking.status_changed"]
-    _, data, _ = changed
+    message_event, changed = sent
+    data = changed.data
     assert set(data) == {"booking", "previous_status", "changed_by", "reason", "at"}
     assert data["booking"] == {
         "id": str(booking.id),
@@ -140,12 +129,13 @@ def test_status_changed_event_shape(emitted: list[Any]) -> None:
     }
     assert data["booking"]["scheduled_at"].endswith("Z") and data["at"].endswith("Z")
     assert data["reason"] is None and data["changed_by"] == str(provider.id)
-    assert message_event[1]["message"]["kind"] == "system"
-    assert message_event[1]["message"]["body"] == f"Booking confirmed by {provider.display_name}."
-    assert message_event[2] == sorted([str(booking.customer_id), str(booking.provider_id)])
+    assert message_event.type == "message.created" and message_event.data["message"]["kind"] == "system"
+    assert message_event.data["message"]["body"] == f"Booking confirmed by {provider.display_name}."
+    assert sorted(message_event.to) == sorted([str(booking.customer_id), str(booking.provider_id)])
     assert result.conversation.id == conversation.id
-    # the event round-trips through JSON as the hub sends it
-    assert realtime.encode_frame("booking.status_changed", data)
+    # what devices get is exactly the catalogue's model of it
+    assert events.parse_frame(changed.frame) == events.BookingStatusChanged.model_validate(changed.frame)
+    assert isinstance(events.parse_frame(changed.frame), events.BookingStatusChanged)
 
 
 def test_existing_conversation_is_reused_and_seq_continues() -> None:

@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from hub import realtime, serialize
+from hub import serialize
 from hub.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from hub.models import Booking
 from hub.services.bookings import (
@@ -19,19 +19,9 @@ from hub.services.bookings import (
     location_throttle_key,
 )
 from tests.factories import AdminFactory, BookingFactory, CustomerFactory
+from tests.published import Sent, capture_published
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def emitted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any], list[str]]]:
-    calls: list[tuple[str, dict[str, Any], list[str]]] = []
-
-    def record(frame_type: str, data: dict[str, Any], *, to: Any, exclude_channel: str | None = None) -> None:
-        calls.append((frame_type, data, [str(u) for u in to]))
-
-    monkeypatch.setattr(realtime, "emit", record)
-    return calls
 
 
 def forget_throttle(booking: Booking) -> None:
@@ -40,16 +30,16 @@ def forget_throttle(booking: Booking) -> None:
     client.close()
 
 
-def test_fix_is_kept_and_sent_to_the_customer_only(emitted: list[Any], django_assert_num_queries: Any) -> None:
+def test_fix_is_kept_and_sent_to_the_customer_only(django_assert_num_queries: Any) -> None:
     booking = BookingFactory(status="en_route")
     provider = booking.provider.user
-    with django_assert_num_queries(2):  # read + conditional update
+    with capture_published() as sent, django_assert_num_queries(2):  # read + conditional update
         outcome = booking_location_update(actor=provider, booking_id=booking.id, lat=45.5, lng=-73.6, accuracy_m=8)
     assert not outcome.throttled
     booking.refresh_from_db()
     fix = booking.live_location
     assert fix["lat"] == 45.5 and fix["lng"] == -73.6 and fix["accuracy_m"] == 8.0 and fix["at"].endswith("Z")
-    assert emitted == [("booking.location", {"booking_id": str(booking.id), **fix}, [str(booking.customer_id)])]
+    assert sent == [Sent("booking.location", {"booking_id": str(booking.id), **fix}, [str(booking.customer_id)])]
     assert serialize.booking(booking)["live_location"] == fix
 
 
@@ -61,17 +51,18 @@ def test_accuracy_is_optional() -> None:
     assert booking.live_location["lat"] == 0.0 and booking.live_location["lng"] == 0.0
 
 
-def test_excess_fixes_are_dropped_politely(emitted: list[Any], django_assert_num_queries: Any, settings: Any) -> None:
+def test_excess_fixes_are_dropped_politely(django_assert_num_queries: Any, settings: Any) -> None:
     settings.HUB_BOOKING_LOCATION_INTERVAL_MS = 60_000  # a window no slow machine outlasts
     booking = BookingFactory(status="en_route")
     provider = booking.provider.user
-    booking_location_update(actor=provider, booking_id=booking.id, lat=1, lng=1)
-    with django_assert_num_queries(1):  # the read that authorises; nothing written
-        outcome = booking_location_update(actor=provider, booking_id=booking.id, lat=2, lng=2)
+    with capture_published() as sent:
+        booking_location_update(actor=provider, booking_id=booking.id, lat=1, lng=1)
+        with django_assert_num_queries(1):  # the read that authorises; nothing written
+            outcome = booking_location_update(actor=provider, booking_id=booking.id, lat=2, lng=2)
     assert outcome.throttled and 0 < outcome.retry_after_s <= 60
     booking.refresh_from_db()
     assert booking.live_location["lat"] == 1.0
-    assert len(emitted) == 1
+    assert [(e.type, e.data["lat"]) for e in sent] == [("booking.location", 1.0)]
 
     other = BookingFactory(status="en_route", provider=booking.provider)  # the limit is per booking
     assert not booking_location_update(actor=provider, booking_id=other.id, lat=3, lng=3).throttled
@@ -105,12 +96,12 @@ def test_interval_zero_turns_the_limit_off(settings: Any) -> None:
         {"lat": 0, "lng": 0, "accuracy_m": "5"},
     ],
 )
-def test_bad_fixes_are_bad_requests(fix: dict[str, Any], emitted: list[Any]) -> None:
+def test_bad_fixes_are_bad_requests(fix: dict[str, Any]) -> None:
     booking = BookingFactory(status="en_route")
-    with pytest.raises(BadRequest):
+    with capture_published() as sent, pytest.raises(BadRequest):
         booking_location_update(actor=booking.provider.user, booking_id=booking.id, **fix)
     booking.refresh_from_db()
-    assert booking.live_location is None and emitted == []
+    assert booking.live_location is None and sent == []
 
 
 def test_edges_of_the_ranges_are_fine() -> None:
@@ -120,17 +111,18 @@ def test_edges_of_the_ranges_are_fine() -> None:
         booking_location_update(actor=booking.provider.user, booking_id=booking.id, lat=lat, lng=lng, accuracy_m=0)
 
 
-def test_only_the_provider_while_en_route(emitted: list[Any]) -> None:
+def test_only_the_provider_while_en_route() -> None:
     booking = BookingFactory(status="en_route")
-    for stranger in (CustomerFactory(), BookingFactory().provider.user):
+    with capture_published() as sent:
+        for stranger in (CustomerFactory(), BookingFactory().provider.user):
+            with pytest.raises(NotFound):
+                booking_location_update(actor=stranger, booking_id=booking.id, lat=1, lng=1)
+        for not_provider in (booking.customer, AdminFactory()):
+            with pytest.raises(PermissionDenied):
+                booking_location_update(actor=not_provider, booking_id=booking.id, lat=1, lng=1)
         with pytest.raises(NotFound):
-            booking_location_update(actor=stranger, booking_id=booking.id, lat=1, lng=1)
-    for not_provider in (booking.customer, AdminFactory()):
-        with pytest.raises(PermissionDenied):
-            booking_location_update(actor=not_provider, booking_id=booking.id, lat=1, lng=1)
-    with pytest.raises(NotFound):
-        booking_location_update(actor=booking.provider.user, booking_id=uuid.uuid4(), lat=1, lng=1)
-    assert emitted == []
+            booking_location_update(actor=booking.provider.user, booking_id=uuid.uuid4(), lat=1, lng=1)
+    assert sent == []
 
 
 @pytest.mark.parametrize("status", ["pending", "confirmed", "declined", "cancelled", "in_progress", "completed"])

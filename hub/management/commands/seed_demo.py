@@ -303,10 +303,10 @@ def banner_lines(out: dict[str, Any], *, public_url: str, debug: bool) -> list[s
         "data": {"conversation_id": booking["conversation_id"], "client_id": "CLIENT_ID", "body": "Hello!"},
     }
     frame = json.dumps(send).replace('"CLIENT_ID"', "str(uuid.uuid4())")
-    one_liner = (
-        ".venv/bin/python -c 'import json, uuid; from websockets.sync.client import connect; "
-        f'ws = connect("{ws_url}", additional_headers={{"Authorization": "Bearer {customer["token"]}"}}); '
-        f"print(ws.recv()); ws.send(json.dumps({frame})); print(ws.recv()); print(ws.recv()); ws.close()'"
+    one_liner = (  # `with` first: a one-line program cannot put a compound statement after an import
+        ".venv/bin/python -c 'with __import__(\"websockets.sync.client\").sync.client.connect("
+        f'"{ws_url}", additional_headers={{"Authorization": "Bearer {customer["token"]}"}}) as ws: '
+        f"import json, uuid; print(ws.recv()); ws.send(json.dumps({frame})); print(ws.recv()); print(ws.recv())'"
     )
     lines = [
         "",

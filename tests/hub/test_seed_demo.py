@@ -36,9 +36,7 @@ def admin_signs_in(password: str) -> bool:
 def test_json_gives_each_demo_booking_with_its_conversation(tmp_path: Path) -> None:
     data, _ = seed(tmp_path)
     emails = {u["id"]: u["email"] for u in data["users"]}
-    got = [
-        (emails[b["customer_id"]], emails[b["provider_id"]], b["status"]) for b in data["bookings"]
-    ]
+    got = [(emails[b["customer_id"]], emails[b["provider_id"]], b["status"]) for b in data["bookings"]]
     assert got == [
         ("alice@demo.loconomy.test", "paula@demo.loconomy.test", "pending"),
         ("bob@demo.loconomy.test", "carl@demo.loconomy.test", "confirmed"),

@@ -111,9 +111,7 @@ class Command(BaseCommand):
 
     def _marketplace(self) -> tuple[list[User], list[dict[str, str]]]:
         categories = {
-            slug: Category.objects.get_or_create(
-                id=stable_id("cat", slug), defaults={"name": name, "slug": slug}
-            )[0]
+            slug: Category.objects.get_or_create(id=stable_id("cat", slug), defaults={"name": name, "slug": slug})[0]
             for name, slug in CATEGORIES
         }
         users: list[User] = []
@@ -304,7 +302,7 @@ def banner_lines(out: dict[str, Any], *, public_url: str, debug: bool) -> list[s
     }
     frame = json.dumps(send).replace('"CLIENT_ID"', "str(uuid.uuid4())")
     one_liner = (  # `with` first: a one-line program cannot put a compound statement after an import
-        ".venv/bin/python -c 'with __import__(\"websockets.sync.client\").sync.client.connect("
+        '.venv/bin/python -c \'with __import__("websockets.sync.client").sync.client.connect('
         f'"{ws_url}", additional_headers={{"Authorization": "Bearer {customer["token"]}"}}) as ws: '
         f"import json, uuid; print(ws.recv()); ws.send(json.dumps({frame})); print(ws.recv()); print(ws.recv())'"
     )

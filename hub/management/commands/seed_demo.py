@@ -1,4 +1,8 @@
-"""Demo data (idempotent): a small marketplace, plus N customer–provider pairs with `--pairs N`."""
+"""Demo data (idempotent): a small marketplace, plus N customer–provider pairs with `--pairs N`.
+
+The demo admin gets a known password (DEMO_ADMIN_PASSWORD, for /admin/) only while DEBUG is on; with
+DEBUG off its password is made unusable, so a known password never stands on a production database.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ CUSTOMERS = [
     ("bob@demo.loconomy.test", "Bob Customer"),
 ]
 ADMIN = ("admin@demo.loconomy.test", "Ada Admin")
+DEMO_ADMIN_PASSWORD = "demo-admin-dev-only"  # set only with DEBUG on (see the module docstring)
 
 
 def stable_id(*parts: object) -> uuid.UUID:
@@ -63,9 +68,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, pairs: int, json_path: str | None, banner: bool, **options: Any) -> None:
         with transaction.atomic():
-            users = self._marketplace()
+            users, bookings = self._marketplace()
         pair_rows = self._pairs(pairs)
         out = {
+            "bookings": bookings,
             "users": [
                 {
                     "id": str(u.id),
@@ -91,11 +97,21 @@ class Command(BaseCommand):
         )
         return user
 
-    def _marketplace(self) -> list[User]:
+    def _admin(self) -> User:
+        """The demo admin: staff and superuser; the dev password with DEBUG on, none usable with it off."""
+        admin = self._user(ADMIN[0], ADMIN[1], Role.ADMIN, 900)
+        admin.is_staff = admin.is_superuser = True
+        if settings.DEBUG:
+            if not admin.check_password(DEMO_ADMIN_PASSWORD):
+                admin.set_password(DEMO_ADMIN_PASSWORD)
+        elif admin.has_usable_password():
+            admin.set_unusable_password()
+        admin.save(update_fields=["is_staff", "is_superuser", "password"])
+        return admin
+
+    def _marketplace(self) -> tuple[list[User], list[dict[str, str]]]:
         categories = {
-            slug: Category.objects.get_or_create(
-                id=stable_id("cat", slug), defaults={"name": name, "slug": slug}
-            )[0]
+            slug: Category.objects.get_or_create(id=stable_id("cat", slug), defaults={"name": name, "slug": slug})[0]
             for name, slug in CATEGORIES
         }
         users: list[User] = []
@@ -119,12 +135,9 @@ class Command(BaseCommand):
             services.append(service)
         customers = [self._user(e, nm, Role.CUSTOMER, 100 + i) for i, (e, nm) in enumerate(CUSTOMERS)]
         users.extend(customers)
-        admin = self._user(ADMIN[0], ADMIN[1], Role.ADMIN, 900)
-        if not admin.is_staff:
-            admin.is_staff = True
-            admin.save(update_fields=["is_staff"])
-        users.append(admin)
+        users.append(self._admin())
         now = timezone.now().replace(minute=0, second=0, microsecond=0)
+        bookings: list[dict[str, str]] = []
         for i, (customer, service) in enumerate(zip(customers * 2, services, strict=False)):
             booking, _ = Booking.objects.get_or_create(
                 id=stable_id("booking", customer.id, service.id),
@@ -143,8 +156,17 @@ class Command(BaseCommand):
                     "pricing": {"amount": str(service.price), "currency": service.currency},
                 },
             )
-            conversation_for_booking(booking=booking)
-        return users
+            conversation = conversation_for_booking(booking=booking)
+            bookings.append(
+                {
+                    "id": str(booking.id),
+                    "status": booking.status,
+                    "conversation_id": str(conversation.id),
+                    "customer_id": str(booking.customer_id),
+                    "provider_id": str(booking.provider_id),
+                }
+            )
+        return users, bookings
 
     def _pairs(self, count: int) -> list[dict[str, Any]]:
         """N pairs in a few bulk statements, so 1,000 load in seconds; existing ones are kept."""
@@ -262,13 +284,45 @@ class Command(BaseCommand):
         return rows
 
     def _banner(self, out: dict[str, Any]) -> None:
-        url = settings.HUB_PUBLIC_URL
-        ws = url.replace("http", "ws", 1).rstrip("/") + "/ws/"
-        self.stdout.write("")
-        self.stdout.write(f"Loconomy Hub: {url}   (WebSocket {ws}, API docs {url}/api/docs/)")
-        self.stdout.write(f"HUB_JWT_SECRET (dev) = {settings.HUB_JWT_SECRET}")
-        self.stdout.write(f"HUB_EVENTS_SECRET (dev) = {settings.HUB_EVENTS_SECRET}")
-        self.stdout.write("Demo log-in tokens (valid 24 h; all of them in .run/demo.json):")
-        for u in out["users"]:
-            self.stdout.write(f"  {u['role']:<9} {u['email']:<28} {u['token']}")
-        self.stdout.write("")
+        for line in banner_lines(out, public_url=settings.HUB_PUBLIC_URL, debug=settings.DEBUG):
+            self.stdout.write(line)
+
+
+def banner_lines(out: dict[str, Any], *, public_url: str, debug: bool) -> list[str]:
+    """What `make run` prints: where the hub is, demo tokens, ids to try them on, a WebSocket one-liner."""
+    url = public_url.rstrip("/")
+    ws_url = url.replace("http", "ws", 1) + "/ws/"
+    users = {u["id"]: u for u in out["users"]}
+    booking = out["bookings"][0]
+    customer, provider = users[booking["customer_id"]], users[booking["provider_id"]]
+    send = {
+        "type": "message.send",
+        "ref": "1",
+        "data": {"conversation_id": booking["conversation_id"], "client_id": "CLIENT_ID", "body": "Hello!"},
+    }
+    frame = json.dumps(send).replace('"CLIENT_ID"', "str(uuid.uuid4())")
+    one_liner = (  # `with` first: a one-line program cannot put a compound statement after an import
+        '.venv/bin/python -c \'with __import__("websockets.sync.client").sync.client.connect('
+        f'"{ws_url}", additional_headers={{"Authorization": "Bearer {customer["token"]}"}}) as ws: '
+        f"import json, uuid; print(ws.recv()); ws.send(json.dumps({frame})); print(ws.recv()); print(ws.recv())'"
+    )
+    lines = [
+        "",
+        f"Loconomy Hub: {url}   (WebSocket {ws_url}, API docs {url}/api/docs/)",
+        "Demo log-in tokens (valid 24 h; all of them, with every booking and conversation id, in .run/demo.json):",
+        *(f"  {u['role']:<9} {u['email']:<28} {u['token']}" for u in out["users"]),
+        "",
+        f"Try them: {customer['email']} (customer) and {provider['email']} (provider) share booking",
+        f"  {booking['id']} ({booking['status']}) and its conversation {booking['conversation_id']}.",
+        "  The booking, as the customer:",
+        f"  curl -s -H 'Authorization: Bearer {customer['token']}' {url}/api/bookings/{booking['id']}",
+        "  A message from the customer (prints hello, then the reply and the message.created event):",
+        f"  {one_liner}",
+    ]
+    if debug:
+        lines += [
+            "",
+            f"DEBUG is on: HUB_JWT_SECRET = {settings.HUB_JWT_SECRET}",
+            f"  /admin/ sign-in: {url}/admin/  email {ADMIN[0]}  password {DEMO_ADMIN_PASSWORD}",
+        ]
+    return [*lines, ""]

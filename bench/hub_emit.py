@@ -1,4 +1,4 @@
-"""Fan-out trigger for the hub: emits one event to many users through `hub.realtime.emit_async`.
+"""Fan-out trigger for the hub: emits one event to many users through the transport (`hub.realtime.publish_frames`).
 
 Run by the harness as `python -m bench.hub_emit USER_IDS.json` with the hub's environment. It sets
 Django up, warms the channel layer, prints `ready`, then for each line `ROUND` on stdin emits
@@ -15,14 +15,14 @@ import time
 
 
 async def main(user_ids: list[str]) -> None:
-    from hub.realtime import emit_async
+    from hub.realtime import encode_frame, publish_frames
 
-    await emit_async("bench.warmup", {}, to=["00000000-0000-0000-0000-000000000000"])
+    await publish_frames([(encode_frame("bench.warmup", {}), ["00000000-0000-0000-0000-000000000000"], None)])
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
         t0 = time.perf_counter()
-        await emit_async("bench.fanout", {"id": f"fanout-{line}"}, to=user_ids)
+        await publish_frames([(encode_frame("bench.fanout", {"id": f"fanout-{line}"}), user_ids, None)])
         t1 = time.perf_counter()
         print(f"{t0} {t1}", flush=True)
 

@@ -27,10 +27,6 @@ class Connection:
     def user_id(self) -> uuid.UUID:
         return self.user.id
 
-    async def send_event(self, frame_type: str, data: dict[str, Any]) -> None:
-        """Send an event frame to this connection only."""
-        await self.consumer.send_frame({"type": frame_type, "data": data})
-
     def close_after_answer(self, code: int, reason: str = "") -> None:
         """Close the connection with `code` right after the current request's reply or error."""
         self.state[CLOSE_AFTER_ANSWER] = (code, reason)

@@ -27,7 +27,7 @@ from consumers.connection import CLOSE_AFTER_ANSWER, Connection
 from consumers.idle import idle_sweeper
 from consumers.registry import CONNECT_HOOKS, DISCONNECT_HOOKS, ROUTES
 from consumers.router import local_router
-from hub import jsonbody, metrics, serialize
+from hub import events, jsonbody, metrics, serialize
 from hub.errors import BadRequest, HubError, RateLimited
 from hub.services.ratelimit import Arrival, FloodGuard
 
@@ -132,17 +132,16 @@ class HubConsumer(AsyncWebsocketConsumer):
         if (valid_until := self.scope.get("hub_valid_until")) is not None:
             sweeper.lapses_at(self, valid_until)
         await router.add(user.id, connection_id, self)
-        await self.send_frame(
+        hello = events.Hello.trusted(
             {
-                "type": "hello",
-                "data": {
-                    "user": serialize.user_public(user),
-                    "connection_id": self.conn.connection_id,
-                    "server_time": serialize.iso(timezone.now()),
-                    "heartbeat_s": settings.HUB_WS_HEARTBEAT_S,
-                },
+                "user": serialize.user_public(user),
+                "connection_id": self.conn.connection_id,
+                "server_time": serialize.iso(timezone.now()),
+                "heartbeat_s": settings.HUB_WS_HEARTBEAT_S,
             }
         )
+        metrics.labelled(metrics.WS_FRAMES_OUT, "hello").inc()
+        await self._send_text(events.encoded(hello))
         for hook in CONNECT_HOOKS:
             try:
                 await hook(self.conn)
@@ -230,10 +229,6 @@ class HubConsumer(AsyncWebsocketConsumer):
             self._deferred.append(text)
             return
         await self._send_event(text)
-
-    async def hub_event(self, message: dict[str, Any]) -> None:
-        """An event in the channel layer's message shape (`hub.realtime.layer_message`)."""
-        await self.deliver(message["text"], message.get("exclude"))
 
     async def _send_event(self, text: str) -> None:
         if self.conn is None:

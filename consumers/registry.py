@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from hub.validation import NulFree
+
 if TYPE_CHECKING:
     from consumers.connection import Connection
 
 
-class Payload(BaseModel):
-    """Base of request schemas: unknown fields are refused, so typos surface as `bad_request`."""
+class Payload(NulFree):
+    """Base of request schemas: unknown fields are refused, so typos surface as `bad_request`; no string
+    anywhere in `data` may hold U+0000 (PROTOCOL §2.1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -2,7 +2,7 @@
 
 The web process keeps one table of its open connections and subscribes, on one Redis connection of
 its own, to the channel of each user with at least one local connection and to one channel of the
-process for events to exactly one connection (`hub.realtime.send_to_channel`). An incoming event is
+process for events to exactly one connection (`hub.realtime.publish_to_connection`). An incoming event is
 decoded once and handed to each local connection of its user in arrival order, so per connection
 the order of publication is kept. Channel names and payloads are hub.realtime's.
 
@@ -27,11 +27,14 @@ from typing import Any, Protocol
 import orjson
 from django.conf import settings
 
-from hub import metrics, realtime
+from hub import events, metrics, realtime
 from hub.coalesce import Coalescer
 from hub.redis_clients import subscriber_connection
 
 log = logging.getLogger(__name__)
+
+# What a connection that may have missed events is told (PROTOCOL §2.1), from the catalogue.
+RESYNC_FRAME = events.encoded(events.Resync())
 
 RECONNECT_MIN_S = 0.05
 RECONNECT_MAX_S = 2.0
@@ -238,7 +241,7 @@ class LocalRouter:
         self._waiters: set[asyncio.Task[None]] = set()  # handshakes that gave up waiting for a slow Redis
 
     def channel_name(self, connection_id: str) -> str:
-        """The `channel_name` of a local connection: `send_to_channel` reaches it in this process."""
+        """The `channel_name` of a local connection: `publish_to_connection` reaches it in this process."""
         return realtime.connection_channel(self.process_channel, connection_id)
 
     async def add(self, user_id: uuid.UUID, connection_id: str, receiver: Receiver) -> None:
@@ -300,7 +303,7 @@ class LocalRouter:
     async def _resync(self, receiver: Receiver) -> None:
         metrics.RESYNCS.inc()
         try:
-            await receiver.deliver(realtime.RESYNC_FRAME, None)
+            await receiver.deliver(RESYNC_FRAME, None)
         except Exception:
             log.exception("router: resync delivery failed")
 

@@ -24,9 +24,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import transaction
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter, WithJsonSchema
 
 from hub import realtime
@@ -300,6 +298,9 @@ class Hello(Event):
     data: HelloData
 
 
+_TYPE_OF[Hello] = "hello"  # not published through the router, but built (and checked) like every event
+
+
 ErrorCode = Literal[
     "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "rate_limited", "too_large", "busy", "internal"
 ]
@@ -358,6 +359,12 @@ class SyncConversation(Schema):
     read: dict[UserId, Seq]
     delivered: dict[UserId, Seq]
     unread_count: Annotated[int, Field(ge=0)]
+    version: Annotated[int, Field(ge=0, description="The conversation's current version: the next cursor's `version`.")]
+    changed: list[Message] | None = Field(
+        default=None,
+        description="With a `{seq, version}` cursor only: messages with seq <= its seq edited or deleted after its"
+        " version, oldest change first (deleted ones with `deleted: true`, no body, no attachments).",
+    )
 
 
 class SyncReply(Schema):
@@ -447,30 +454,25 @@ def _checked(event: Event | Trusted) -> tuple[str, dict[str, Any]]:
     return frame_type, data
 
 
+def encoded(event: Event | Trusted) -> str:
+    """The event's frame as JSON text (checked, see `_checked`), encoded once for every recipient."""
+    return realtime.encode_frame(*_checked(event))
+
+
 def publish(event: Event | Trusted, *, to: Recipients) -> None:
     """From sync code: send to every device of the given users once the current transaction commits
     (at once outside one). Nothing rolled back is announced; a failed send is logged, not raised
     (the state is stored: devices recover it through `sync`)."""
-    frame_type, data = _checked(event)
-    recipients = list(to)
-
-    def send() -> None:
-        async_to_sync(realtime.emit_many_async)([(frame_type, data, recipients)])
-
-    transaction.on_commit(send, robust=True)
+    realtime.publish_frames_on_commit([(encoded(event), list(to), None)])
 
 
 async def publish_async(items: Iterable[tuple[Event | Trusted, Recipients]]) -> None:
     """From async code, outside any transaction: several events at once, in one pipeline, in order."""
-    batch = []
-    for event, to in items:
-        frame_type, data = _checked(event)
-        batch.append((frame_type, data, to))
-    if batch:
-        await realtime.emit_many_async(batch)
+    frames = [(encoded(event), to, None) for event, to in items]  # all checked before any is sent
+    if frames:
+        await realtime.publish_frames(frames)
 
 
 async def publish_to_channel(event: Event | Trusted, channel_name: str) -> None:
     """Send one event to exactly one connection (its `channel_name`), in whichever web process holds it."""
-    frame_type, data = _checked(event)
-    await realtime.send_to_channel(channel_name, frame_type, data)
+    await realtime.publish_to_connection(channel_name, encoded(event))

@@ -75,9 +75,6 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-RESYNC_FRAME = encode_frame("resync", {})
-
-
 def event_payload(text: str, exclude_channel: str | None = None) -> bytes:
     return orjson.dumps({"text": text, "exclude": exclude_channel} if exclude_channel else {"text": text})
 
@@ -173,20 +170,9 @@ async def publish_frames(frames: Iterable[tuple[str, Recipients, str | None]]) -
     return await publish(frame_items(frames))
 
 
-async def emit_async(
-    frame_type: str,
-    data: dict[str, Any],
-    *,
-    to: Recipients,
-    exclude_channel: str | None = None,
-) -> bool:
-    """Send one event to every device of the given users (optionally not to one connection)."""
-    return await publish_frames([(encode_frame(frame_type, data), to, exclude_channel)])
-
-
-async def emit_many_async(events: Iterable[tuple[str, dict[str, Any], Recipients]]) -> bool:
-    """Several `emit_async`s at once (e.g. the presence of a burst of connects): one pipeline, in the order given."""
-    return await publish_frames((encode_frame(frame_type, data), to, None) for frame_type, data, to in events)
+async def publish_to_connection(channel_name: str, text: str) -> bool:
+    """A pre-encoded frame to exactly one connection (its `channel_name`), in whichever web process holds it."""
+    return await publish([_connection_item(channel_name, text)])
 
 
 def _connection_item(channel_name: str, text: str) -> tuple[str, bytes]:
@@ -196,20 +182,9 @@ def _connection_item(channel_name: str, text: str) -> tuple[str, bytes]:
     return process_channel, orjson.dumps({"text": text, "to": connection_id})
 
 
-async def send_to_channel(channel_name: str, frame_type: str, data: dict[str, Any]) -> bool:
-    """Send one event to exactly one connection (call signaling), in whichever web process holds it."""
-    return await publish([_connection_item(channel_name, encode_frame(frame_type, data))])
-
-
-def emit(
-    frame_type: str,
-    data: dict[str, Any],
-    *,
-    to: Recipients,
-    exclude_channel: str | None = None,
-) -> None:
-    """From sync code: emit once the current transaction commits (at once outside one)."""
-    items = frame_items([(encode_frame(frame_type, data), list(to), exclude_channel)])
+def publish_frames_on_commit(frames: Iterable[tuple[str, Recipients, str | None]]) -> None:
+    """`publish_frames` from sync code, once the current transaction commits (at once outside one)."""
+    items = frame_items([(text, list(to), exclude) for text, to, exclude in frames])
     transaction.on_commit(lambda: publish_sync(items), robust=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -151,12 +152,18 @@ def test_database_env() -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def web_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[ServerProcess]:
-    """The Procfile's `web` process (daphne) on a real port, sharing the test database."""
+@contextlib.contextmanager
+def running_web(django_db_blocker: Any, **env: str | None) -> Iterator[ServerProcess]:
+    """The Procfile's `web` on a real port, sharing the test database, with `env` over the test
+    environment (None removes a variable); stopped, and its database sessions gone, on the way out."""
     with django_db_blocker.unblock():
-        env = test_database_env()
-    server = ServerProcess("web", env)
+        full = test_database_env()
+    for key, value in env.items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    server = ServerProcess("web", full)
     try:
         server.wait_ready()
         yield server
@@ -164,6 +171,13 @@ def web_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[Server
         server.stop()
         with django_db_blocker.unblock():
             wait_for_other_sessions_to_leave()
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[ServerProcess]:
+    """The Procfile's `web` process (daphne) on a real port, sharing the test database."""
+    with running_web(django_db_blocker) as server:
+        yield server
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,6 +9,7 @@ from typing import Any
 from unittest import mock
 
 import orjson
+from django.db import transaction
 from django.test import TestCase
 
 from hub import realtime
@@ -27,8 +28,9 @@ class Sent:
         return {"type": self.type, "data": self.data}
 
 
-def _sent(frame_type: str, data: dict[str, Any], to: Iterable[Any]) -> Sent:
-    return Sent(frame_type, orjson.loads(realtime.encode_frame(frame_type, data))["data"], [str(u) for u in to])
+def _sent(text: str, to: Iterable[Any]) -> Sent:
+    frame = orjson.loads(text)
+    return Sent(frame["type"], frame["data"], [str(u) for u in to])
 
 
 @contextmanager
@@ -37,15 +39,28 @@ def capture_published() -> Iterator[list[Sent]]:
     so what a rolled-back transaction published is never seen."""
     sent: list[Sent] = []
 
-    async def many(items: Iterable[tuple[str, dict[str, Any], Iterable[Any]]]) -> None:
-        sent.extend(_sent(frame_type, data, to) for frame_type, data, to in items)
+    async def frames(items: Iterable[tuple[str, Iterable[Any], Any]]) -> bool:
+        sent.extend(_sent(text, to) for text, to, _ in items)
+        return True
 
-    async def one(frame_type: str, data: dict[str, Any], *, to: Iterable[Any], exclude_channel: Any = None) -> None:
-        sent.append(_sent(frame_type, data, to))
+    def on_commit(items: Iterable[tuple[str, Iterable[Any], Any]]) -> None:
+        mine = [(text, list(to)) for text, to, _ in items]
+        transaction.on_commit(lambda: sent.extend(_sent(text, to) for text, to in mine), robust=True)
 
     with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(realtime, "emit_many_async", many))
-        if hasattr(realtime, "emit_async"):  # services not yet on hub.events.publish (hub/services/messages.py)
-            stack.enter_context(mock.patch.object(realtime, "emit_async", one))
+        stack.enter_context(mock.patch.object(realtime, "publish_frames", frames))
+        stack.enter_context(mock.patch.object(realtime, "publish_frames_on_commit", on_commit))
         stack.enter_context(TestCase.captureOnCommitCallbacks(execute=True))
         yield sent
+
+
+async def emit_raw(
+    frame_type: str, data: dict[str, Any], *, to: Iterable[Any], exclude_channel: str | None = None
+) -> bool:
+    """A frame of any type straight through the transport (tests of the pipe itself, not of the catalogue)."""
+    return await realtime.publish_frames([(realtime.encode_frame(frame_type, data), list(to), exclude_channel)])
+
+
+async def send_raw(channel_name: str, frame_type: str, data: dict[str, Any]) -> bool:
+    """A frame of any type to exactly one connection, straight through the transport."""
+    return await realtime.publish_to_connection(channel_name, realtime.encode_frame(frame_type, data))

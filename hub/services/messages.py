@@ -20,7 +20,7 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from hub import realtime, serialize
+from hub import events, serialize
 from hub.errors import BadRequest, Conflict, HubError, NotFound, PermissionDenied
 from hub.models import Attachment, Conversation, ConversationMember, Message, MessageKind, User
 from hub.services import ratelimit
@@ -117,7 +117,8 @@ def member_ids(conversation_id: uuid.UUID) -> list[uuid.UUID]:
 
 def announce_created(message: Message, *, to: list[uuid.UUID], attachments: list[Attachment] | None = None) -> None:
     """`message.created` to every device of the given members, after commit."""
-    realtime.emit("message.created", {"message": serialize.message(message, attachments=attachments or [])}, to=to)
+    data = {"message": serialize.message(message, attachments=attachments or [])}
+    events.publish(events.MessageCreated.trusted(data), to=to)
 
 
 def message_post_system(
@@ -470,9 +471,8 @@ def message_edit(*, user: User, message_id: uuid.UUID, body: str) -> Sent:
         message.edited_at = timezone.now()
         message.version = _take_version(message.conversation_id)
         message.save(update_fields=["body", "edited_at", "version"])
-        realtime.emit(
-            "message.updated",
-            {"message": serialize.message(message, attachments=attachments)},
+        events.publish(
+            events.MessageUpdated.trusted({"message": serialize.message(message, attachments=attachments)}),
             to=audience.recipients(actor_id=user.id),
         )
     return Sent(message=message, attachments=attachments, created=False)
@@ -491,14 +491,15 @@ def message_delete(*, user: User, message_id: uuid.UUID) -> Sent:
         message.deleted_at = timezone.now()
         message.version = _take_version(message.conversation_id)
         message.save(update_fields=["body", "data", "deleted_at", "version"])
-        realtime.emit(
-            "message.deleted",
-            {
-                "conversation_id": str(message.conversation_id),
-                "message_id": str(message.id),
-                "seq": message.seq,
-                "version": message.version,
-            },
+        events.publish(
+            events.MessageDeleted.trusted(
+                {
+                    "conversation_id": str(message.conversation_id),
+                    "message_id": str(message.id),
+                    "seq": message.seq,
+                    "version": message.version,
+                }
+            ),
             to=audience.recipients(actor_id=user.id),
         )
     return Sent(message=message, attachments=[], created=False)

@@ -27,7 +27,7 @@ from collections.abc import Awaitable
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from hub import metrics, realtime
+from hub import events, metrics
 from hub.coalesce import Coalescer
 from hub.errors import Busy, HubError
 from hub.services import message_commit, ratelimit
@@ -202,7 +202,7 @@ _send_through_orm = database_sync_to_async(_send_isolated, thread_sensitive=Fals
 
 async def _publish_created(created: list[Sent]) -> None:
     try:
-        await realtime.emit_many_async(("message.created", {"message": s.data}, s.announce_to) for s in created)
+        await events.publish_async((events.MessageCreated.trusted({"message": s.data}), s.announce_to) for s in created)
     except Exception:  # like on_commit(robust=True): the messages are stored; devices recover via sync
         log.exception("message.created of %d messages not announced", len(created))
 

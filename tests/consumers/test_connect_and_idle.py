@@ -21,6 +21,7 @@ from hub.redis_clients import sync_redis
 from hub.services import presence
 from tests.conftest import ws_connect
 from tests.factories import CustomerFactory, ProviderFactory, booking_with_conversation
+from tests.published import emit_raw, send_raw
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -155,9 +156,9 @@ async def test_send_to_channel_reaches_one_connection_and_exclude_skips_one() ->
     async with ws_connect(user) as d1, ws_connect(user) as d2:
         assert d1.hello is not None
         one = channel_of(d1.hello["connection_id"])
-        await realtime.send_to_channel(one, "test.only", {"n": 1})
+        await send_raw(one, "test.only", {"n": 1})
         assert (await d1.event("test.only"))["n"] == 1
-        await realtime.emit_async("test.others", {"n": 2}, to=[user.id], exclude_channel=one)
+        await emit_raw("test.others", {"n": 2}, to=[user.id], exclude_channel=one)
         assert (await d2.event("test.others"))["n"] == 2
         await d2.no_event("test.only", within=0.3)
         await d1.no_event("test.others", within=0.3)
@@ -186,7 +187,7 @@ async def test_events_arriving_while_a_request_is_handled_follow_its_reply(monke
     user = await sync_to_async(CustomerFactory)()
 
     async def emit_to_self(conn: Any, data: Empty) -> dict[str, Any]:
-        await realtime.emit_async("test.meanwhile", {}, to=[conn.user_id])
+        await emit_raw("test.meanwhile", {}, to=[conn.user_id])
         for _ in range(200):  # hold the request until the event is here
             if conn.consumer._deferred:
                 break
@@ -207,14 +208,14 @@ async def test_the_router_subscribes_again_after_losing_redis() -> None:
         host, port = router._subscription._conn._writer.get_extra_info("sockname")[:2]
         sync_redis().execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
         for n in range(100):  # events published while it reconnects are lost (at most once)
-            await realtime.emit_async("test.probe", {"n": n}, to=[user.id])
+            await emit_raw("test.probe", {"n": n}, to=[user.id])
             with contextlib.suppress(TimeoutError):
                 await client.event("test.probe", timeout=0.2)
                 break
         else:
             pytest.fail("no event after the reconnect")
         for n in range(5):
-            await realtime.emit_async("test.after", {"n": n}, to=[user.id])
+            await emit_raw("test.after", {"n": n}, to=[user.id])
         assert [(await client.event("test.after"))["n"] for _ in range(5)] == list(range(5))
         assert "pong" in await client.request("ping")
 

@@ -14,6 +14,7 @@ from config.asgi import application
 from hub.services.identity import ws_ticket_issue
 from tests.conftest import token_for, ws_connect
 from tests.factories import CustomerFactory
+from tests.published import emit_raw
 from tests.wsclient import FrameError
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,11 +153,10 @@ async def test_origin_checked(settings) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_events_reach_every_device_of_the_user_only() -> None:
-    from hub.realtime import emit_async
 
     alice, bob = await create_user(), await create_user()
     async with ws_connect(alice) as a1, ws_connect(alice) as a2, ws_connect(bob) as b1:
-        await emit_async("test.event", {"n": 1}, to=[alice.id])
+        await emit_raw("test.event", {"n": 1}, to=[alice.id])
         assert (await a1.event("test.event"))["n"] == 1
         assert (await a2.event("test.event"))["n"] == 1
         await b1.no_event("test.event", within=0.3)

@@ -16,9 +16,9 @@ from channels.db import database_sync_to_async as sync_to_async
 from config import daphne_options
 from consumers import auth
 from hub.errors import Unauthorized
-from hub.realtime import emit_async
 from tests.conftest import ws_connect
 from tests.factories import CustomerFactory
+from tests.published import emit_raw
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,7 +91,7 @@ async def test_events_are_delivered_without_a_round_trip_through_the_sync_thread
     user = await sync_to_async(CustomerFactory)()
     async with ws_connect(user) as client:
         for n in range(5):
-            await emit_async("bench.test", {"n": n}, to=[user.id])
+            await emit_raw("bench.test", {"n": n}, to=[user.id])
             assert (await client.event("bench.test"))["n"] == n
         assert "pong" in await client.request("ping")
         assert hops == []

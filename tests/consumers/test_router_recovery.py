@@ -9,10 +9,10 @@ import pytest
 from channels.db import database_sync_to_async as sync_to_async
 
 from consumers.router import local_router
-from hub import realtime
 from hub.redis_clients import sync_redis
 from tests.conftest import ws_connect
 from tests.factories import CustomerFactory
+from tests.published import emit_raw
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +28,7 @@ async def test_a_silent_subscription_is_given_up_and_every_connection_resyncs(se
             await client.event("resync", timeout=10)
         assert local_router()._subscription._conn is not first  # it gave up the silent one
         for n, client in enumerate((a, b)):
-            assert await realtime.emit_async("test.after", {"n": n}, to=[(alice, bob)[n].id])
+            assert await emit_raw("test.after", {"n": n}, to=[(alice, bob)[n].id])
             assert await client.event("test.after") == {"n": n}
             await client.no_event("resync", within=0.2)
         assert "pong" in await a.request("ping")
@@ -42,7 +42,7 @@ async def test_a_second_device_of_a_subscribed_user_needs_no_round_trip() -> Non
         before = next(tokens)
         async with ws_connect(alice) as second:
             assert next(tokens) == before + 1  # no batch was applied for it
-            await realtime.emit_async("test.x", {}, to=[alice.id])
+            await emit_raw("test.x", {}, to=[alice.id])
             await second.event("test.x")
     await asyncio.sleep(0)
 
@@ -58,6 +58,6 @@ async def test_a_handshake_does_not_wait_long_for_a_slow_redis_and_resyncs_once_
             assert loop.time() - started < 1.2
             await b.event("resync", timeout=10)
             assert loop.time() - started >= 1.2  # once Redis had applied its subscription
-            assert await realtime.emit_async("test.after", {}, to=[bob.id])
+            assert await emit_raw("test.after", {}, to=[bob.id])
             await b.event("test.after")
         await a.no_event("resync", within=0.2)  # alice's subscription never lapsed

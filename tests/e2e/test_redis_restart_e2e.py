@@ -19,10 +19,10 @@ import redis
 import websockets
 from channels.db import database_sync_to_async as sync_to_async
 
-from hub import realtime
 from tests import conftest
-from tests.conftest import ServerProcess, free_port, token_for, wait_for_other_sessions_to_leave
+from tests.conftest import ServerProcess, free_port, token_for
 from tests.factories import CustomerFactory
+from tests.published import emit_raw
 from tests.wsclient import SocketClient
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -74,16 +74,8 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def web_on_own_redis(own_redis: RedisServer, django_db_blocker: Any, settings: Any) -> Iterator[ServerProcess]:
     settings.REDIS_URL = own_redis.url  # this test process publishes to the same Redis
-    with django_db_blocker.unblock():
-        env = {**conftest.test_database_env(), "REDIS_URL": own_redis.url, "WEB_CONCURRENCY": "1"}
-    server = ServerProcess("web", env)
-    try:
-        server.wait_ready()
+    with conftest.running_web(django_db_blocker, REDIS_URL=own_redis.url, WEB_CONCURRENCY="1") as server:
         yield server
-    finally:
-        server.stop()
-        with django_db_blocker.unblock():
-            wait_for_other_sessions_to_leave()
 
 
 async def _connect(server: ServerProcess, user: Any) -> tuple[Any, SocketClient]:
@@ -97,7 +89,7 @@ async def _connect(server: ServerProcess, user: Any) -> tuple[Any, SocketClient]
 async def _live(clients: list[tuple[Any, SocketClient]], users: list[Any], tag: str) -> None:
     """One event per user, published now, reaches each of that user's connections."""
     for n, user in enumerate(users):
-        assert await realtime.emit_async("test.live", {"tag": tag, "n": n}, to=[user.id])
+        assert await emit_raw("test.live", {"tag": tag, "n": n}, to=[user.id])
     for (_, client), n in zip(clients, range(len(users)), strict=True):
         assert await client.event("test.live", timeout=10, tag=tag) == {"tag": tag, "n": n}
 
@@ -113,7 +105,7 @@ async def test_a_redis_restart_closes_nothing_and_every_connection_resyncs(
     own_redis.stop()
     down_at = time.monotonic()
     # Publishing while Redis is away fails cleanly: False, nothing raised.
-    assert await realtime.emit_async("test.lost", {}, to=[users[0].id]) is False
+    assert await emit_raw("test.lost", {}, to=[users[0].id]) is False
     # A handshake while Redis is away is accepted at once (hello), not held, not closed.
     during = await _connect(server, users[2])
     assert time.monotonic() - down_at < 3

@@ -11,6 +11,7 @@ from consumers.router import local_router
 from hub import realtime
 from tests.conftest import ServerProcess, token_for, ws_connect
 from tests.factories import CustomerFactory
+from tests.published import emit_raw, send_raw
 from tests.wsclient import SocketClient
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -27,16 +28,18 @@ async def test_events_reach_devices_in_every_process_and_one_connection_only_its
 
         # From sync code, as a Celery worker emits: both processes deliver, in order.
         for n in range(20):
-            await sync_to_async(realtime.emit)("test.n", {"n": n}, to=[user.id])
+            await sync_to_async(realtime.publish_frames_on_commit)(
+                [(realtime.encode_frame("test.n", {"n": n}), [user.id], None)]
+            )
         assert [(await there.event("test.n", timeout=10))["n"] for _ in range(20)] == list(range(20))
         assert [(await here.event("test.n", timeout=10))["n"] for _ in range(20)] == list(range(20))
 
         # To exactly one connection: the one in this process, not the other process's device.
         assert here.hello is not None
         mine = local_router()._by_connection[here.hello["connection_id"]].channel_name  # type: ignore[attr-defined]
-        await realtime.send_to_channel(mine, "test.only", {"k": 1})
+        await send_raw(mine, "test.only", {"k": 1})
         assert await here.event("test.only") == {"k": 1}
-        await realtime.emit_async("test.rest", {"k": 2}, to=[user.id], exclude_channel=mine)
+        await emit_raw("test.rest", {"k": 2}, to=[user.id], exclude_channel=mine)
         assert await there.event("test.rest", timeout=10) == {"k": 2}
         await there.no_event("test.only", within=0.5)
         await here.no_event("test.rest", within=0.3)

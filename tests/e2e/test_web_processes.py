@@ -14,7 +14,7 @@ import websockets
 from channels.db import database_sync_to_async as sync_to_async
 
 from tests import conftest
-from tests.conftest import ServerProcess, token_for, wait_for_other_sessions_to_leave
+from tests.conftest import ServerProcess, token_for
 from tests.factories import CustomerFactory, booking_with_conversation
 from tests.wsclient import SocketClient
 
@@ -41,16 +41,8 @@ def _sockets(pid: int) -> int:
 
 @pytest.fixture
 def three_web_processes(django_db_blocker: object) -> Iterator[ServerProcess]:
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
-        env = conftest.test_database_env()
-    server = ServerProcess("web", {**env, "WEB_CONCURRENCY": "3"})
-    try:
-        server.wait_ready()
+    with conftest.running_web(django_db_blocker, WEB_CONCURRENCY="3") as server:
         yield server
-    finally:
-        server.stop()
-        with django_db_blocker.unblock():  # type: ignore[attr-defined]
-            wait_for_other_sessions_to_leave()
 
 
 async def test_connections_spread_over_every_process_and_talk_across_them(three_web_processes: ServerProcess) -> None:

@@ -22,17 +22,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 @pytest.fixture
 def two_web_processes(django_db_blocker: object) -> Iterator[ServerProcess]:
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
-        env = conftest.test_database_env()
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = ServerProcess("web", {**env, "WEB_CONCURRENCY": "2"})
-    try:
-        server.wait_ready()
+    with conftest.running_web(django_db_blocker, PROMETHEUS_MULTIPROC_DIR=None, WEB_CONCURRENCY="2") as server:
         yield server
-    finally:
-        server.stop()
-        with django_db_blocker.unblock():  # type: ignore[attr-defined]
-            wait_for_other_sessions_to_leave()
 
 
 def _open_connections(text: str) -> float:

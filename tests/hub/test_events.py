@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 import pytest
 from channels.db import database_sync_to_async
 from django.db import transaction
@@ -195,10 +196,11 @@ def test_sent_after_commit_and_never_when_rolled_back() -> None:
 async def test_publish_async_sends_many_events_in_one_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[tuple[str, dict[str, Any], Any]]] = []
 
-    async def record(items: Any) -> None:
-        calls.append(list(items))
+    async def record(frames: Any) -> bool:
+        calls.append([(*orjson.loads(text).values(), to) for text, to, _exclude in frames])
+        return True
 
-    monkeypatch.setattr(realtime, "emit_many_async", record)
+    monkeypatch.setattr(realtime, "publish_frames", record)
     presence, resync = samples()[events.Presence], samples()[events.Resync]
     await events.publish_async([(presence, [A]), (resync, [B, C]), (presence, [C])])
     await events.publish_async([])
@@ -235,6 +237,6 @@ def test_services_publish_only_through_the_catalogue() -> None:
         for p in sorted((root / d).rglob("*.py"))
     ]
     using = sorted(str(p.relative_to(root)) for p in sources if re.search(r"\brealtime\b", p.read_text()))
-    # Still building their own frames (the message events, with `version`, move to hub.events after the
-    # storage change): this list empties then.
-    assert using == ["hub/services/messages.py", "hub/services/send_queue.py"]
+    # Closing a deactivated user's connections is a transport control message, not an event frame.
+    assert using == ["hub/services/users.py"]
+    assert re.findall(r"\brealtime\.\w+", (root / "hub/services/users.py").read_text()) == ["realtime.disconnect_users"]

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from channels.db import database_sync_to_async as sync_to_async
 
@@ -165,10 +166,13 @@ async def test_a_failing_orm_part_fails_only_its_own_senders_and_stored_ones_are
     monkeypatch.setattr(send_queue, "messages_send", broken)
     announced: list[tuple[str, int]] = []
 
-    async def record(events: Any) -> None:
-        announced.extend((frame_type, data["message"]["seq"]) for frame_type, data, _ in events)
+    async def record(frames: Any) -> bool:
+        for text, _to, _exclude in frames:
+            frame = orjson.loads(text)
+            announced.append((frame["type"], frame["data"]["message"]["seq"]))
+        return True
 
-    monkeypatch.setattr(realtime, "emit_many_async", record)
+    monkeypatch.setattr(realtime, "publish_frames", record)
     requests = [
         SendRequest(w.member, w.home.id, "t1", "text"),
         SendRequest(w.member, w.second.id, "p1", "", (other_photo.id,)),

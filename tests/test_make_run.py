@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -89,3 +90,42 @@ def test_the_banners_websocket_one_liner_works_as_printed(web_server: ServerProc
     created = next(frame for frame in answers if frame["type"] == "message.created")
     assert reply["ref"] == "1" and reply["data"]["message"] == created["data"]["message"]
     assert (reply["data"]["message"]["body"], reply["data"]["message"]["seq"]) == ("Hello!", 1)
+
+
+def env_example() -> tuple[dict[str, str], set[str]]:
+    """.env.example's assignments, and the names it documents (commented-out examples included)."""
+    values: dict[str, str] = {}
+    named: set[str] = set()
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if not line or line.startswith("#"):
+            match = re.match(r"^# ([A-Z][A-Z0-9_]*)=", line)
+            if match:
+                named.add(match.group(1))
+            continue
+        name, _, value = line.partition("=")
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name), line
+        assert " #" not in value, f"an inline comment would become part of the value: {line}"
+        values[name] = value.strip('"')
+    return values, named | set(values)
+
+
+def test_env_example_names_every_variable_the_hub_reads() -> None:
+    read = set(re.findall(r'env\.[a-z]+\("([A-Z][A-Z0-9_]*)"', (ROOT / "config" / "settings.py").read_text()))
+    read |= set(re.findall(r'os\.environ\.get\("([A-Z][A-Z0-9_]*)"', (ROOT / "config" / "web.py").read_text()))
+    read |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):-", (ROOT / "Procfile").read_text()))
+    _, named = env_example()
+    assert sorted(read - named) == []
+
+
+def test_env_example_copied_to_env_loads_as_it_stands() -> None:
+    values, _ = env_example()
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.PORT, s.HUB_ALLOWED_ORIGINS, s.CELERY_BROKER_URL == s.REDIS_URL, s.HUB_EMAIL_FROM)"
+    )
+    env = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "config.settings", **values, "DJANGO_DEBUG": "1"}
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "8000 ['127.0.0.1', 'localhost'] True Loconomy <no-reply@loconomy.test>\n"

@@ -1,7 +1,12 @@
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db import models as djmodels
+from django.http import HttpRequest
 
 from hub import models
+from hub.services.users import user_deactivate
 
 
 @admin.register(models.User)
@@ -18,6 +23,19 @@ class UserAdmin(BaseUserAdmin):
         ("Activity", {"fields": ("last_login", "last_seen_at", "created_at", "updated_at")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "role", "password1", "password2")}),)
+    actions = ["deactivate"]
+    formfield_overrides = {djmodels.URLField: {"assume_scheme": "https"}}  # Django 6's default, now
+
+    def save_model(self, request: HttpRequest, obj: models.User, form: Any, change: bool) -> None:
+        """Unticking "active" signs the user out everywhere at once, as `user_deactivate` does."""
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            user_deactivate(user_id=obj.id)
+
+    @admin.action(description="Deactivate (close their connections at once)")
+    def deactivate(self, request: HttpRequest, queryset: Any) -> None:
+        for user_id in queryset.values_list("id", flat=True):
+            user_deactivate(user_id=user_id)
 
 
 @admin.register(models.Provider)

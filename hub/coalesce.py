@@ -21,8 +21,9 @@ R = TypeVar("R")
 class Coalescer(Generic[T, R]):
     """Calls `run(items)` with the items submitted while the previous batch ran; each caller gets its own result.
 
-    `run` returns one result per item, in order. If it raises, every caller of that batch gets the
-    exception and the next batch runs as usual."""
+    `run` returns one result per item, in order; a result that is an exception is raised to that item's
+    caller alone. If `run` raises, every caller of that batch gets the exception and the next batch
+    runs as usual."""
 
     def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]], max_batch: int = 2000) -> None:
         self._run = run
@@ -32,11 +33,16 @@ class Coalescer(Generic[T, R]):
         self._task: asyncio.Task[None] | None = None
 
     async def __call__(self, item: T) -> R:
+        return await self.enqueue(item)
+
+    def enqueue(self, item: T) -> asyncio.Future[R]:
+        """Queue `item` for the next batch now (its place in line is taken before the caller's next
+        await) and return the future of its result: no task per item, for hot paths (the send queue)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._waiting.append((item, future))
         self._start(loop)
-        return await future
+        return future
 
     def submit(self, item: T) -> None:
         """Queue `item` for the next batch without waiting for it (its result and errors are dropped)."""
@@ -60,7 +66,11 @@ class Coalescer(Generic[T, R]):
                             future.set_exception(exc)
                     continue
                 for (_, future), result in zip(batch, results, strict=True):
-                    if future is not None and not future.done():  # a cancelled caller just misses its result
+                    if future is None or future.done():  # a cancelled caller just misses its result
+                        continue
+                    if isinstance(result, BaseException):  # that item's own failure, raised to its caller
+                        future.set_exception(result)
+                    else:
                         future.set_result(result)
         finally:
             self._draining = False

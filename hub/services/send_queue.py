@@ -94,14 +94,9 @@ class SendQueue:
                 retry_after_s=round(max(0.05, wait) * random.uniform(1.0, 1.5), 3),  # spread the retries
             )
         self.waiting += 1
-        # A task starts in creation order, so sends join the coalescer in the order they were submitted.
-        return loop.create_task(self._one(request))
-
-    async def _one(self, request: SendRequest) -> Sent:
-        outcome = await self.batches(request)
-        if isinstance(outcome, HubError):
-            raise outcome
-        return outcome
+        # Joins the coalescer now, so sends are stored in the order they were submitted; a refused one's
+        # HubError is raised to its sender alone (the coalescer raises exception results).
+        return self.batches.enqueue(request)  # type: ignore[return-value]
 
     async def _store(self, batch: list[SendRequest]) -> list[Sent | HubError]:
         """One batch: stored, announced once, each outcome to its own sender. Raises only when nothing

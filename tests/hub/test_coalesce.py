@@ -37,3 +37,18 @@ async def test_a_failing_batch_of_submissions_does_not_stop_the_next() -> None:
     await asyncio.sleep(0.01)  # nobody waits for that batch's error
     assert await coalescer(7) == 7
     assert loop_coalescer("test.submit", run) is coalescer
+
+
+async def test_an_exception_result_is_raised_to_its_caller_alone_and_enqueue_keeps_order() -> None:
+    batches: list[list[int]] = []
+
+    async def run(items: list[int]) -> list[object]:
+        batches.append(items)
+        await asyncio.sleep(0)
+        return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
+
+    coalescer: Coalescer[int, object] = Coalescer(run)
+    futures = [coalescer.enqueue(i) for i in range(4)]  # no task per item: queued in call order
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert [r if isinstance(r, int) else str(r) for r in results] == [0, "odd 1", 20, "odd 3"]
+    assert batches == [[0, 1, 2, 3]]

@@ -140,7 +140,7 @@ class HubConsumer(AsyncWebsocketConsumer):
                 "heartbeat_s": settings.HUB_WS_HEARTBEAT_S,
             }
         )
-        metrics.labelled(metrics.WS_FRAMES_OUT, "hello").inc()
+        metrics.count_frame(metrics.WS_FRAMES_OUT, "hello")
         await self._send_text(events.encoded(hello))
         for hook in CONNECT_HOOKS:
             try:
@@ -208,7 +208,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self.close_with(CLOSE_UNAUTHORIZED, "token expired")
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
-        metrics.labelled(metrics.WS_FRAMES_OUT, frame["type"]).inc()
+        metrics.count_frame(metrics.WS_FRAMES_OUT, frame["type"])
         await self._send_text(orjson.dumps(frame).decode())
 
     async def _send_text(self, text: str) -> None:
@@ -233,7 +233,7 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def _send_event(self, text: str) -> None:
         if self.conn is None:
             return
-        metrics.labelled(metrics.WS_FRAMES_OUT, "event").inc()
+        metrics.count_frame(metrics.WS_FRAMES_OUT, "event")
         await self._send_text(text)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -253,7 +253,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             ref, frame_type, data = _envelope(text_data)
             await self._request(ref, frame_type, data)
         except BadFrame as exc:
-            metrics.labelled(metrics.WS_FRAMES_IN, "unknown").inc()
+            metrics.count_frame(metrics.WS_FRAMES_IN, "unknown")
             await self._error(exc.ref, exc)
         except HubError as exc:
             await self._error(ref, exc)
@@ -265,7 +265,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         """A well-formed request: validate its data, call its handler, answer it."""
         assert self.conn is not None
         route = ROUTES.get(frame_type)
-        metrics.labelled(metrics.WS_FRAMES_IN, frame_type if route is not None else "unknown").inc()
+        metrics.count_frame(metrics.WS_FRAMES_IN, frame_type if route is not None else "unknown")
         if route is None:
             raise BadRequest(f"Unknown request type {frame_type[:100]!r}.")
         arrival = self.flood.arrived(frame_type)

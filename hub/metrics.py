@@ -72,5 +72,3 @@ def count_frame(metric: Counter, *values: str) -> None:
     """One WebSocket frame in or out (`hub_ws_frames_in_total` / `_out_total`), buffered (see FrameCounts)."""
     _frame_counts.add(labelled(metric, *values))
 
-
-flush_frame_counts = _frame_counts.flush

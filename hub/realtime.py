@@ -196,12 +196,8 @@ def _close_items(user_ids: Recipients, code: int, reason: str) -> list[tuple[str
     return [(channel, payload) for channel in _unique_channels(user_ids)]
 
 
-async def disconnect_users_async(user_ids: Recipients, code: int, reason: str = "") -> bool:
-    """Close every connection of these users, in every web process, with `code` (e.g. 4401)."""
-    return await publish(_close_items(user_ids, code, reason))
-
-
 def disconnect_users(user_ids: Recipients, code: int, reason: str = "") -> None:
-    """From sync code: `disconnect_users_async` once the current transaction commits."""
+    """Close every connection of these users, in every web process, with `code` (e.g. 4401), once the
+    current transaction commits."""
     items = _close_items(list(user_ids), code, reason)
     transaction.on_commit(lambda: publish_sync(items), robust=True)
